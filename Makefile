@@ -1,0 +1,39 @@
+# ResUNet-CMB: `make demo` runs the main job on a small default, `make test` runs the test suite.
+# Both create the virtual environment .venv on first use (Python >= 3.10 is the only prerequisite).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REQS := requirements.txt datapipe_requirements.txt tensorflowtraining_requirements.txt requirements-dev.txt pyproject.toml
+
+.PHONY: venv test demo lint spectra bench clean
+
+venv: $(STAMP)
+
+$(STAMP): $(REQS)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is required (set PYTHON=python3.x)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Recompute the cached CAMB spectra shipped in datapipe/data/ (takes ~1 minute).
+spectra: $(STAMP)
+	$(BIN)/python -m datapipe.spectra --regenerate
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_datapipe.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .ruff_cache

@@ -1,0 +1,154 @@
+"""One batch of map sets: primordial CMB → ×e^{-τ} → lensing by κ → beam → noise → taper → E/B → QE.
+
+:class:`MapSetSimulator` precomputes everything that depends only on the settings (2-D spectra square
+roots, taper, QE normalizations) and then simulates any list of map-set indices; map set ``i`` depends
+only on ``(seed, i)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from datapipe.estimators import QuadraticEstimators, beam_transfer
+from datapipe.fields import GaussianFieldGenerator, map_set_rng
+from datapipe.fourier import FlatSkyGrid
+from datapipe.lens import FourierLenser, deflection_from_kappa
+from datapipe.polarization import eb_from_qu_fourier, eb_half_plane, qu_from_e_half
+from datapipe.settings import QE_MAPS, SimulationSettings
+from datapipe.spectra import Spectra, load_spectra
+from datapipe.taper import cosine_taper, w2_factor
+
+OBSERVED_TQU = ("t_len", "q_len", "u_len")
+PRIMORDIAL_TQU = ("t_unl", "q_unl", "u_unl")
+
+
+class MapSetSimulator:
+    """Simulates map sets for the given settings.
+
+    Parameters
+    ----------
+    settings : SimulationSettings
+        What to simulate and which arrays to return.
+    spectra : Spectra, optional
+        Theory spectra (default: the cached CAMB spectra of the paper).
+
+    Attributes
+    ----------
+    taper : ndarray
+        (n, n) float64 taper applied to every returned map (the QE maps are reconstructions from tapered maps).
+    w2 : float
+        Mean of the squared taper.
+    """
+
+    def __init__(self, settings: SimulationSettings, spectra: Spectra | None = None):
+        self.settings = settings
+        self.spectra = spectra if spectra is not None else load_spectra()
+        self.grid = FlatSkyGrid(settings.npix, settings.pixel_arcmin)
+        self.generator = GaussianFieldGenerator(self.grid, self.spectra)
+        self.lenser = FourierLenser(self.grid)
+        self.taper = cosine_taper(settings.npix, settings.taper_pixels)
+        self.w2 = w2_factor(self.taper)
+        self._taper32 = self.taper.astype(np.float32)
+        self._beam_half = beam_transfer(self.grid.modlmap_half, settings.beam_arcmin).astype(np.float32)
+        pixel_arcmin = settings.pixel_arcmin
+        self._noise_sigma_t = np.float32(settings.noise_uk_arcmin / pixel_arcmin)  # μK per pixel
+        self.estimators = (
+            QuadraticEstimators(self.grid, self.spectra, settings) if settings.needs_qe else None
+        )
+        wanted = set(settings.maps)
+        self._need_t = bool(wanted & {"t_len", "t_unl"})
+        self._need_observed_eb = bool(wanted & {"e_len", "b_len"}) or settings.needs_qe
+        self._need_primordial_eb = bool(wanted & {"e_unl", "b_unl"})
+
+    def simulate(self, indices: np.ndarray | list[int]) -> dict[str, np.ndarray]:
+        """Simulate the map sets with the given indices.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Global map-set indices (each one's randomness depends only on ``(seed, index)``).
+
+        Returns
+        -------
+        dict
+            name → (len(indices), n, n) float32 array for each name in ``settings.maps``, flipped up–down so
+            that row 0 is the top of the sky image.
+        """
+        s = self.settings
+        g = self.grid
+        indices = [int(i) for i in indices]
+        nb, n = len(indices), s.npix
+        white = np.empty((nb, 4, n, n), dtype=np.float32)
+        noise_white = np.zeros((nb, 3, n, n), dtype=np.float32) if self._noise_sigma_t > 0 else None
+        null = np.zeros(nb, dtype=bool)
+        for j, index in enumerate(indices):
+            rng = map_set_rng(s.seed, index)
+            null[j] = rng.random() < s.null_fraction
+            self.generator.draw_white(rng, out=white[j])
+            if noise_white is not None:
+                rng.standard_normal(out=noise_white[j], dtype=np.float32)
+        fk = self.generator.fields(white)
+        scalar_off = null[:, None, None]
+        tau_k = np.where(scalar_off | (not s.tau), 0, fk.tau)
+        kappa_k = np.where(scalar_off | (not s.lensing), 0, fk.kappa)
+
+        # Primordial T, Q, U (pure E since r = 0).
+        q_unl, u_unl = qu_from_e_half(g, fk.e)
+        t_unl = g.irfft(fk.t) if self._need_t else None
+
+        # Truth fields and deflection.
+        phi_k, deflection = deflection_from_kappa(g, kappa_k)
+        tau = g.irfft(tau_k)
+        screen = np.exp(-tau)
+
+        # Observed: modulate, lens, beam, noise.
+        components = ([t_unl * screen] if self._need_t else []) + [q_unl * screen, u_unl * screen]
+        observed = np.stack(components, axis=1)
+        if s.lensing:
+            for j in range(nb):
+                if not null[j]:
+                    observed[j] = self.lenser.lens(observed[j], deflection[j])
+        if s.beam_arcmin > 0:
+            observed = g.irfft(g.rfft(observed) * self._beam_half)
+        if noise_white is not None:
+            sigma = np.array([1.0, np.sqrt(2.0), np.sqrt(2.0)], dtype=np.float32) * self._noise_sigma_t
+            first = 0 if self._need_t else 1
+            observed += noise_white[:, first:] * sigma[first:, None, None]
+        observed *= self._taper32
+        out: dict[str, np.ndarray] = {}
+        names = s.maps
+        obs = dict(zip(OBSERVED_TQU if self._need_t else OBSERVED_TQU[1:], np.moveaxis(observed, 1, 0), strict=True))
+        for name, arr in obs.items():
+            if name in names:
+                out[name] = arr
+
+        if self._need_observed_eb:
+            zk = eb_from_qu_fourier(g, obs["q_len"], obs["u_len"])
+            if "e_len" in names or "b_len" in names:
+                z = g.ifft(zk)
+                out["e_len"], out["b_len"] = z.real, z.imag
+            if self.estimators is not None:
+                e_k, b_k = eb_half_plane(g, zk)
+                out.update(self.estimators.reconstruct(e_k, b_k, tuple(n_ for n_ in names if n_ in QE_MAPS)))
+
+        q_unl *= self._taper32
+        u_unl *= self._taper32
+        if self._need_t:
+            out["t_unl"] = t_unl * self._taper32
+        out["q_unl"], out["u_unl"] = q_unl, u_unl
+        if self._need_primordial_eb:
+            z = g.ifft(eb_from_qu_fourier(g, q_unl, u_unl))
+            out["e_unl"], out["b_unl"] = z.real, z.imag
+
+        if "tru_tau" in names:
+            out["tru_tau"] = tau * self._taper32
+        if "tru_kappa" in names or "tru_phi" in names:
+            truths = g.irfft(np.stack([kappa_k, phi_k], axis=1)) * self._taper32
+            out["tru_kappa"], out["tru_phi"] = truths[:, 0], truths[:, 1]
+
+        return {name: np.ascontiguousarray(out[name][:, ::-1, :], dtype=np.float32) for name in names}
+
+    def null_flags(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        """Which of the map sets are null (τ = κ = 0), without simulating them."""
+        return np.array([map_set_rng(self.settings.seed, int(i)).random() < self.settings.null_fraction
+                         for i in indices])
