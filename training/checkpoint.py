@@ -1,0 +1,390 @@
+"""Per-epoch checkpoints and clean interruption of a training run.
+
+After every epoch the run writes ``<output_dir>/checkpoint/``:
+
+- ``model.weights.h5`` — the current weights;
+- ``optimizer.npz`` — every optimizer variable (iteration count, learning rate, Adam moments, loss scale …);
+- ``best_weights.npz`` — the weights of the best epoch so far, kept by early stopping (``w0``, ``w1``, …);
+- ``state.json`` — epochs completed, learning rate, the early-stopping and learning-rate-schedule counters,
+  the config and the cumulative wall time.
+
+The folder is first written as ``checkpoint.partial/`` and then swapped in, so a kill at any moment leaves one
+complete checkpoint. All files are backend-neutral (HDF5, NumPy, JSON): a run started under TensorFlow can be
+resumed under JAX.
+
+Ctrl-C or SIGTERM does not kill the process: :class:`InterruptHandler` records the signal, and
+:class:`Checkpointer` saves the current state at the end of the running batch and raises
+:class:`TrainingInterrupted`. The saved counters are those of the last completed epoch, so ``--resume`` reruns the
+interrupted epoch, starting from the weights reached when the signal came.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from training.artifacts import save_json, save_npz
+from training.config import TrainingError
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "model.weights.h5"
+OPTIMIZER_FILE = "optimizer.npz"
+BEST_WEIGHTS_FILE = "best_weights.npz"
+
+#: Config keys that must not change between a checkpoint and ``--resume`` (they change the model, the optimizer
+#: state or the data split); the others (epochs, patience, batch size, …) may.
+RESUME_FIXED_KEYS = (
+    "model",
+    "data_path",
+    "feat_used",
+    "target_used",
+    "imagesize",
+    "optimizer",
+    "seed",
+    "training_split",
+    "val_split",
+    "test_split",
+    "mixed_precision",
+)
+
+
+class TrainingInterrupted(Exception):
+    """Raised out of ``model.fit`` after a checkpoint was saved in response to SIGINT or SIGTERM.
+
+    Parameters
+    ----------
+    signum : int
+        The signal received.
+    epoch : int
+        Epochs completed when it came.
+    """
+
+    def __init__(self, signum: int, epoch: int) -> None:
+        self.signum = signum
+        self.epoch = epoch
+        super().__init__(f"{signal.Signals(signum).name} received after {epoch} completed epoch(s)")
+
+
+class InterruptHandler:
+    """Context manager that turns SIGINT and SIGTERM into a flag instead of killing the process.
+
+    A second Ctrl-C while the flag is set raises ``KeyboardInterrupt`` at once (for a run stuck outside the
+    training loop). The previous handlers are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(
+            f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this batch "
+            "(Ctrl-C again to abort without saving)",
+            flush=True,
+        )
+
+    def __enter__(self) -> InterruptHandler:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class RunState:
+    """Progress of a run, stored as ``state.json`` in the checkpoint.
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs completed (the next epoch to run, 0-based).
+    learning_rate : float
+        Current learning rate.
+    early_stopping : dict
+        ``wait``, ``best``, ``best_epoch``, ``stopped_epoch`` of ``keras.callbacks.EarlyStopping``.
+    reduce_lr : dict
+        ``wait``, ``best``, ``cooldown_counter`` of ``keras.callbacks.ReduceLROnPlateau``.
+    finished : bool
+        Training ended (early stop or epoch limit) and the final outputs were written.
+    wall_time_s : float
+        Wall time of all sessions of the run so far, in seconds.
+    config : dict
+        The run's config (``TrainingConfig.to_dict()``).
+    backend : str
+        Keras backend that wrote the checkpoint.
+    """
+
+    epoch: int = 0
+    learning_rate: float = 0.0
+    early_stopping: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reduce_lr: dict[str, Any] = dataclasses.field(default_factory=dict)
+    finished: bool = False
+    wall_time_s: float = 0.0
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    backend: str = ""
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether early stopping ended the run."""
+        return int(self.early_stopping.get("stopped_epoch", 0) or 0) > 0
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    """The checkpoint folder of a run; falls back to a swapped-out copy left by a kill during the swap."""
+    path = Path(output_dir) / CHECKPOINT_DIR
+    old = path.with_name(CHECKPOINT_DIR + ".old")
+    if not (path / STATE_FILE).is_file() and (old / STATE_FILE).is_file():
+        return old
+    return path
+
+
+def has_checkpoint(output_dir: str | Path) -> bool:
+    """Whether ``output_dir`` holds a complete checkpoint."""
+    return (checkpoint_dir(output_dir) / STATE_FILE).is_file()
+
+
+def read_state(output_dir: str | Path) -> RunState:
+    """Read ``state.json`` of the checkpoint in ``output_dir``.
+
+    Raises
+    ------
+    TrainingError
+        If there is no checkpoint or it cannot be read.
+    """
+    path = checkpoint_dir(output_dir) / STATE_FILE
+    if not path.is_file():
+        raise TrainingError(
+            f"nothing to resume: no checkpoint in {str(Path(output_dir))!r} (run without --resume to start)"
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return RunState(**raw)
+    except (OSError, ValueError, TypeError) as exc:
+        raise TrainingError(f"cannot read checkpoint state {str(path)!r}: {exc}") from None
+
+
+def check_resume_config(state: RunState, config: dict[str, Any]) -> None:
+    """Refuse to resume with a config whose fixed keys (:data:`RESUME_FIXED_KEYS`) differ from the checkpoint's.
+
+    Raises
+    ------
+    TrainingError
+        Naming the first differing key, its saved and its new value.
+    """
+    for key in RESUME_FIXED_KEYS:
+        if key in state.config and state.config[key] != config[key]:
+            raise TrainingError(
+                f"cannot resume: config key {key!r} is {config[key]!r} but the checkpoint was made with "
+                f"{state.config[key]!r}; use the original value or a new output_dir"
+            )
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    model: keras.Model,
+    state: RunState,
+    best_weights: list[np.ndarray] | None,
+) -> Path:
+    """Write a complete checkpoint of ``model`` (weights and optimizer state) and ``state``.
+
+    Parameters
+    ----------
+    output_dir : str or pathlib.Path
+        The run's output folder.
+    model : keras.Model
+        A compiled model.
+    state : RunState
+        Counters to store.
+    best_weights : list of numpy.ndarray, optional
+        Early stopping's best weights.
+
+    Returns
+    -------
+    pathlib.Path
+        The checkpoint folder.
+    """
+    final = Path(output_dir) / CHECKPOINT_DIR
+    partial = final.with_name(CHECKPOINT_DIR + ".partial")
+    old = final.with_name(CHECKPOINT_DIR + ".old")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    model.save_weights(str(partial / WEIGHTS_FILE))
+    variables = model.optimizer.variables
+    save_npz(
+        partial / OPTIMIZER_FILE,
+        {
+            **{f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)},
+            "paths": np.array([v.path for v in variables], dtype=str),
+        },
+    )
+    if best_weights is not None:
+        save_npz(partial / BEST_WEIGHTS_FILE, {f"w{i}": w for i, w in enumerate(best_weights)})
+    save_json(partial / STATE_FILE, dataclasses.asdict(state))
+    # Swap: a kill between the renames leaves checkpoint.old, which checkpoint_dir() falls back to.
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    partial.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(output_dir: str | Path, model: keras.Model) -> list[np.ndarray] | None:
+    """Restore weights and optimizer state of a compiled ``model`` from the checkpoint in ``output_dir``.
+
+    Parameters
+    ----------
+    output_dir : str or pathlib.Path
+        The run's output folder.
+    model : keras.Model
+        The same architecture, compiled with the same optimizer class and mixed-precision policy.
+
+    Returns
+    -------
+    list of numpy.ndarray or None
+        Early stopping's best weights, if the checkpoint holds them.
+
+    Raises
+    ------
+    TrainingError
+        If the checkpoint does not match the model or optimizer.
+    """
+    folder = checkpoint_dir(output_dir)
+    try:
+        model.load_weights(str(folder / WEIGHTS_FILE))
+    except (ValueError, OSError) as exc:
+        raise TrainingError(f"checkpoint weights in {str(folder)!r} do not fit this model: {exc}") from None
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    with np.load(folder / OPTIMIZER_FILE) as f:
+        saved = [f[f"v{i}"] for i in range(len(f.files) - 1)]
+    variables = optimizer.variables
+    if len(saved) != len(variables) or any(tuple(v.shape) != a.shape for v, a in zip(variables, saved, strict=False)):
+        raise TrainingError(
+            f"checkpoint optimizer state in {str(folder)!r} ({len(saved)} variables) does not fit this optimizer "
+            f"({len(variables)} variables); resume with the original optimizer and mixed_precision settings"
+        )
+    for var, value in zip(variables, saved, strict=True):
+        var.assign(value)
+    best = folder / BEST_WEIGHTS_FILE
+    if not best.is_file():
+        return None
+    with np.load(best) as f:
+        return [f[f"w{i}"] for i in range(len(f.files))]
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Save a checkpoint after every epoch; save and stop cleanly on SIGINT / SIGTERM.
+
+    Place it after the ``EarlyStopping`` and ``ReduceLROnPlateau`` callbacks it records (Keras calls callbacks in
+    list order), so that its ``on_epoch_end`` sees their updated counters and its ``on_train_begin`` can put back
+    the counters of a resumed run after they reset themselves.
+
+    Parameters
+    ----------
+    output_dir : str or pathlib.Path
+        The run's output folder.
+    early_stopping : keras.callbacks.EarlyStopping
+    reduce_lr : keras.callbacks.ReduceLROnPlateau
+    state : RunState
+        Initial state (from the checkpoint when resuming); updated in place.
+    interrupt : InterruptHandler, optional
+        Signal flag to watch.
+    session_start : float, optional
+        ``time.monotonic()`` at the start of this session (default: now), for the cumulative wall time.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        early_stopping: keras.callbacks.EarlyStopping,
+        reduce_lr: keras.callbacks.ReduceLROnPlateau,
+        state: RunState,
+        interrupt: InterruptHandler | None = None,
+        session_start: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.output_dir = Path(output_dir)
+        self.early_stopping = early_stopping
+        self.reduce_lr = reduce_lr
+        self.state = state
+        self.interrupt = interrupt
+        self.resumed_best_weights: list[np.ndarray] | None = None
+        self._session_start = time.monotonic() if session_start is None else session_start
+        self.wall_before = state.wall_time_s
+
+    def restore_callback_state(self, best_weights: list[np.ndarray] | None) -> None:
+        """Put the saved early-stopping and learning-rate-schedule counters back into their callbacks."""
+        es, rlr = self.early_stopping, self.reduce_lr
+        for key, value in self.state.early_stopping.items():
+            setattr(es, key, value)
+        for key, value in self.state.reduce_lr.items():
+            setattr(rlr, key, value)
+        if best_weights is not None:
+            es.best_weights = best_weights
+        self.resumed_best_weights = best_weights
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.state.epoch > 0:
+            self.restore_callback_state(self.resumed_best_weights)
+
+    def _record(self, epoch: int) -> None:
+        es, rlr = self.early_stopping, self.reduce_lr
+        self.state.epoch = epoch
+        self.state.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.state.early_stopping = {
+            "wait": int(es.wait),
+            "best": None if es.best is None else float(es.best),
+            "best_epoch": int(es.best_epoch),
+            "stopped_epoch": int(es.stopped_epoch),
+        }
+        self.state.reduce_lr = {
+            "wait": int(rlr.wait),
+            "best": None if rlr.best is None else float(rlr.best),
+            "cooldown_counter": int(rlr.cooldown_counter),
+        }
+
+    def save(self) -> Path:
+        """Write the checkpoint now, with the current weights and the recorded counters."""
+        self.state.wall_time_s = self.wall_before + time.monotonic() - self._session_start
+        self.state.backend = keras.backend.backend()
+        return save_checkpoint(self.output_dir, self.model, self.state, self.early_stopping.best_weights)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._record(epoch + 1)
+        self.save()
+        self._stop_if_interrupted()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.interrupt is not None and self.interrupt.signum is not None:
+            # The JAX trainer keeps the newest variables outside the model until asked to write them back.
+            sync = getattr(self.model, "jax_state_sync", None)
+            if sync is not None:
+                sync()
+            self.save()
+            self._stop_if_interrupted()
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        # During validation the weights are those of the finished training batches: same as above.
+        self.on_train_batch_end(batch, logs)
+
+    def _stop_if_interrupted(self) -> None:
+        if self.interrupt is not None and self.interrupt.signum is not None:
+            raise TrainingInterrupted(self.interrupt.signum, self.state.epoch)

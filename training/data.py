@@ -1,0 +1,451 @@
+"""Training data: read the maps, split them, standardize them, serve them in batches.
+
+The training loop in ``training/main.py`` only sees a :class:`DataBundle`: three ``keras.utils.PyDataset`` objects
+(train, validation, test) that yield ``(inputs, targets)`` batches of standardized maps keyed by the model's input
+and output names, the :class:`Standardization` that maps them back to physical units, and the test split of every
+array in physical units. A *data source* is any function ``source(cfg) -> DataBundle``; :func:`load_data` picks one
+from the config's ``data_path``:
+
+- a keyword registered in :data:`KEYWORD_SOURCES` (a later ``"simulate"`` source generates maps on the fly), else
+- the file suffix, looked up in :data:`FILE_SOURCES`: ``.npz`` (written by ``datapipe/datapipeline.py``) and
+  ``.h5`` / ``.hdf5`` (datasets at the file's root), both read by :func:`map_file_source`.
+
+A new source (streaming from HDF5, simulating) registers itself in one of these dicts; nothing else changes.
+
+Map files hold float arrays of shape (nsims, npix, npix) named as in the pipeline (``q_len``, ``u_len``,
+``e_unl``, ``tru_kappa``, ``tru_tau``, ``rec_kappa``, …; CMB maps in μK, κ and τ dimensionless). Other entries
+(``metadata``) are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from training.config import TrainingConfig, TrainingError
+
+SPLIT_NAMES = ("train", "val", "test")
+NON_MAP_ENTRIES = frozenset({"metadata"})
+# Separate random streams derived from the one seed (split permutation, batch order).
+_SPLIT_STREAM, _SHUFFLE_STREAM = 0, 1
+# Maps per chunk when computing statistics, to bound the memory of float64 temporaries.
+_STATS_CHUNK = 256
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading map files
+
+
+def list_map_file(path: str | Path) -> list[str]:
+    """Names of the map arrays in a ``.npz`` or ``.h5`` file (entries such as ``metadata`` left out)."""
+    path = Path(path)
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            names = [k for k in f if isinstance(f[k], h5py.Dataset)]
+    else:
+        with np.load(path, allow_pickle=False) as f:
+            names = list(f.files)
+    return [n for n in names if n not in NON_MAP_ENTRIES]
+
+
+def read_maps(path: str | Path, names: Sequence[str], imagesize: int) -> dict[str, np.ndarray]:
+    """Read only the named arrays from a map file and check them.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``.npz`` or ``.h5`` / ``.hdf5`` file.
+    names : sequence of str
+        Arrays to read, e.g. ``["q_len", "u_len", "tru_kappa"]``.
+    imagesize : int
+        Expected map side in pixels.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Each array (nsims, imagesize, imagesize), floating point, in the file's units.
+
+    Raises
+    ------
+    TrainingError
+        If the file is missing or unreadable, an array is missing (the message lists what the file has), maps are
+        not imagesize × imagesize, arrays hold different numbers of maps, or a map has NaN or inf values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"data file {str(path)!r} does not exist (set data_path in the config)")
+    try:
+        available = list_map_file(path)
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise TrainingError(
+                f"data file {str(path)!r} lacks array(s) {', '.join(missing)}; it has: {', '.join(available) or 'none'}"
+            )
+        arrays = _read_arrays(path, names)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise TrainingError(f"cannot read data file {str(path)!r}: {exc}") from None
+
+    nsims = None
+    for name, arr in arrays.items():
+        if arr.ndim == 4 and arr.shape[-1] == 1:
+            arr = arrays[name] = arr[..., 0]
+        if arr.ndim != 3:
+            raise TrainingError(f"array {name!r} in {str(path)!r} has shape {arr.shape}; expected (nsims, npix, npix)")
+        if arr.shape[1:] != (imagesize, imagesize):
+            raise TrainingError(
+                f"array {name!r} holds {arr.shape[1]}x{arr.shape[2]} maps but imagesize is {imagesize}; "
+                "set imagesize to the map size or regenerate the maps"
+            )
+        if not np.issubdtype(arr.dtype, np.floating):
+            arr = arrays[name] = arr.astype(np.float32)
+        if nsims is None:
+            nsims = arr.shape[0]
+        elif arr.shape[0] != nsims:
+            raise TrainingError(
+                f"arrays in {str(path)!r} hold different numbers of maps: {names[0]!r} {nsims}, {name!r} {arr.shape[0]}"
+            )
+        bad = np.flatnonzero(~np.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1))
+        if bad.size:
+            raise TrainingError(
+                f"array {name!r} has NaN or inf values in map index {bad[0]}"
+                + (f" (and {bad.size - 1} more maps)" if bad.size > 1 else "")
+            )
+    return arrays
+
+
+def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return {n: f[n][...] for n in names}
+    # NpzFile reads one member per key access: only the requested arrays are decompressed.
+    with np.load(path, allow_pickle=False) as f:
+        return {n: f[n] for n in names}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Splitting and standardizing
+
+
+def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """Numbers of maps in the (train, val, test) splits: val and test rounded, train takes the rest."""
+    n_val = int(round(n * fractions[1]))
+    n_test = int(round(n * fractions[2]))
+    return n - n_val - n_test, n_val, n_test
+
+
+def split_indices(n: int, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+    """Deterministic random train/val/test split of map indices.
+
+    One permutation from ``numpy.random.default_rng`` seeded by ``seed`` is shared by every array (features,
+    targets, traces), so map *i* of each array lands in the same split.
+
+    Parameters
+    ----------
+    n : int
+        Number of maps.
+    fractions : sequence of 3 float
+        Training, validation and test fractions (summing to 1).
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    dict
+        ``{"train": idx, "val": idx, "test": idx}``, disjoint sorted int64 index arrays covering ``range(n)``.
+    """
+    counts = split_counts(n, fractions)
+    perm = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(n)
+    bounds = np.cumsum((0, *counts))
+    return {name: np.sort(perm[bounds[i] : bounds[i + 1]]) for i, name in enumerate(SPLIT_NAMES)}
+
+
+@dataclasses.dataclass
+class Standardization:
+    """Per-array mean and standard deviation of the training split: x_std = (x − mean) / std.
+
+    Attributes
+    ----------
+    means, stds : dict of str to float
+        Keyed by array name (e.g. ``"q_len"``), in the array's physical units.
+    """
+
+    means: dict[str, float]
+    stds: dict[str, float]
+
+    @classmethod
+    def fit(cls, arrays: Mapping[str, Any], indices: np.ndarray | None = None) -> Standardization:
+        """Compute the mean, then the standard deviation about it, of each array over the given maps.
+
+        Parameters
+        ----------
+        arrays : mapping of str to array
+            Arrays (nsims, npix, npix); NumPy arrays or anything indexable along the first axis.
+        indices : numpy.ndarray, optional
+            Maps to use (the training split); all when omitted.
+
+        Returns
+        -------
+        Standardization
+
+        Raises
+        ------
+        TrainingError
+            If an array is constant over those maps (zero standard deviation).
+        """
+        means, stds = {}, {}
+        for name, arr in arrays.items():
+            idx = np.arange(len(arr)) if indices is None else np.asarray(indices)
+            chunks = [idx[i : i + _STATS_CHUNK] for i in range(0, len(idx), _STATS_CHUNK)]
+            count = len(idx) * math.prod(arr.shape[1:])
+            mean = sum(np.sum(arr[c], dtype=np.float64) for c in chunks) / count
+            var = sum(np.sum((np.asarray(arr[c], dtype=np.float64) - mean) ** 2) for c in chunks) / count
+            if not var > 0:
+                raise TrainingError(f"array {name!r} is constant over the training split; it cannot be standardized")
+            means[name], stds[name] = float(mean), float(np.sqrt(var))
+        return cls(means, stds)
+
+    def apply(self, name: str, x: np.ndarray) -> np.ndarray:
+        """Standardize maps of array ``name`` (physical units → zero mean, unit variance), float32."""
+        return ((np.asarray(x, dtype=np.float64) - self.means[name]) / self.stds[name]).astype(np.float32)
+
+    def invert(self, name: str, x: np.ndarray) -> np.ndarray:
+        """Map standardized values of array ``name`` back to physical units, float32."""
+        return (np.asarray(x, dtype=np.float64) * self.stds[name] + self.means[name]).astype(np.float32)
+
+    def to_npz_dicts(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The contents of ``map_means.npz`` and ``map_stds.npz``: keys ``<array>_mean`` and ``<array>_std``."""
+        means = {f"{k}_mean": np.float64(v) for k, v in self.means.items()}
+        stds = {f"{k}_std": np.float64(v) for k, v in self.stds.items()}
+        return means, stds
+
+    @classmethod
+    def from_npz(cls, means_path: str | Path, stds_path: str | Path) -> Standardization:
+        """Read ``map_means.npz`` and ``map_stds.npz`` written by a training run."""
+        with np.load(means_path) as m, np.load(stds_path) as s:
+            means = {k.removesuffix("_mean"): float(m[k]) for k in m.files}
+            stds = {k.removesuffix("_std"): float(s[k]) for k in s.files}
+        return cls(means, stds)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Batches
+
+
+class MapDataset(keras.utils.PyDataset):
+    """Batches of standardized maps, ``(inputs, targets)`` dicts keyed by model input and output names.
+
+    The dataset keeps the arrays in physical units and standardizes each batch as it is drawn, so no standardized
+    copy of the data is held in memory. With ``shuffle``, the batch order of epoch *e* is a permutation drawn from
+    ``numpy.random.default_rng([seed, 1, e])``: reproducible, and the same after a resume (see :meth:`set_epoch`).
+
+    Parameters
+    ----------
+    arrays : mapping of str to array
+        Arrays by name, (nsims, npix, npix) each; NumPy arrays or h5py datasets.
+    indices : numpy.ndarray
+        Maps of this split.
+    inputs, targets : dict of str to str
+        Model input / output name → array name (``feat_used``, ``target_used``). ``targets`` may be empty.
+    standardization : Standardization
+        Statistics of the training split.
+    batch_size : int
+        Maps per batch; the last batch may be smaller.
+    shuffle : bool
+        Draw a new map order every epoch.
+    seed : int
+        Seed of the shuffling.
+    **kwargs
+        Passed to ``keras.utils.PyDataset`` (``workers``, ``use_multiprocessing``, ``max_queue_size``).
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, Any],
+        indices: np.ndarray,
+        inputs: Mapping[str, str],
+        targets: Mapping[str, str],
+        standardization: Standardization,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.arrays = arrays
+        self.indices = np.asarray(indices)
+        self.inputs = dict(inputs)
+        self.targets = dict(targets)
+        self.standardization = standardization
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self._order_epoch: int | None = None
+        self._order = self.indices
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch counter (the shuffling stream), e.g. to the epoch a resumed run restarts from."""
+        self.epoch = int(epoch)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def _current_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return self.indices
+        if self._order_epoch != self.epoch:
+            rng = np.random.default_rng([self.seed, _SHUFFLE_STREAM, self.epoch])
+            self._order = self.indices[rng.permutation(len(self.indices))]
+            self._order_epoch = self.epoch
+        return self._order
+
+    def batch_indices(self, index: int) -> np.ndarray:
+        """Map indices of batch ``index`` of the current epoch (sorted, which h5py needs for reading)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range ({len(self)} batches)")
+        return np.sort(self._current_order()[index * self.batch_size : (index + 1) * self.batch_size])
+
+    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        idx = self.batch_indices(index)
+        std = self.standardization
+
+        def take(names: Mapping[str, str]) -> dict[str, np.ndarray]:
+            return {key: std.apply(arr, self.arrays[arr][idx])[..., None] for key, arr in names.items()}
+
+        return take(self.inputs), take(self.targets)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data sources
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """Everything the training loop needs from a data source.
+
+    Attributes
+    ----------
+    train, val, test : keras.utils.PyDataset
+        Batches ``(inputs, targets)`` of standardized maps; ``train`` reshuffles every epoch, ``val`` and ``test``
+        keep a fixed order (the order of ``test_arrays``).
+    standardization : Standardization
+        Training-split statistics of every feature and target array.
+    test_arrays : dict of str to numpy.ndarray
+        The test split of every loaded array (features, targets, traces) in physical units, (n_test, npix, npix).
+    sizes : dict of str to int
+        Number of maps in each split (``"train"``, ``"val"``, ``"test"``).
+    split_indices : dict of str to numpy.ndarray, optional
+        Map indices of each split in the source file, when the source is a file.
+    source : str
+        One line describing where the maps came from (for logs and ``summary.json``).
+    """
+
+    train: keras.utils.PyDataset
+    val: keras.utils.PyDataset
+    test: keras.utils.PyDataset
+    standardization: Standardization
+    test_arrays: dict[str, np.ndarray]
+    sizes: dict[str, int]
+    split_indices: dict[str, np.ndarray] | None = None
+    source: str = ""
+
+
+DataSource = Callable[[TrainingConfig], DataBundle]
+
+
+def map_file_source(cfg: TrainingConfig) -> DataBundle:
+    """Data source for a ``.npz`` / ``.h5`` map file: read the needed arrays into memory, split, standardize.
+
+    Parameters
+    ----------
+    cfg : TrainingConfig
+        Uses ``data_path``, ``feat_used``, ``target_used``, ``trace_used``, ``imagesize``, the splits,
+        ``batch_size`` and ``seed``.
+
+    Returns
+    -------
+    DataBundle
+
+    Raises
+    ------
+    TrainingError
+        On any problem listed in :func:`read_maps`, or a split with fewer maps than one batch.
+    """
+    path = cfg.resolve(cfg.data_path)
+    arrays = read_maps(path, cfg.arrays, cfg.imagesize)
+    nsims = len(next(iter(arrays.values())))
+    splits = split_indices(nsims, cfg.splits, cfg.seed)
+    label = {"train": "training", "val": "validation", "test": "test"}
+    for name, idx in splits.items():
+        if idx.size < cfg.batch_size:
+            raise TrainingError(
+                f"the {label[name]} split has {idx.size} of {nsims} maps, fewer than one batch (batch_size "
+                f"{cfg.batch_size}); use more maps, a smaller batch_size or other split fractions"
+            )
+    used = {**cfg.feat_used, **cfg.target_used}
+    std = Standardization.fit({a: arrays[a] for a in used.values()}, splits["train"])
+
+    def dataset(name: str) -> MapDataset:
+        return MapDataset(
+            arrays,
+            splits[name],
+            cfg.feat_used,
+            cfg.target_used,
+            std,
+            cfg.batch_size,
+            shuffle=name == "train",
+            seed=cfg.seed,
+        )
+
+    return DataBundle(
+        train=dataset("train"),
+        val=dataset("val"),
+        test=dataset("test"),
+        standardization=std,
+        test_arrays={name: arr[splits["test"]] for name, arr in arrays.items()},
+        sizes={name: int(idx.size) for name, idx in splits.items()},
+        split_indices=splits,
+        source=f"{path} ({nsims} maps of {cfg.imagesize}x{cfg.imagesize})",
+    )
+
+
+#: Sources selected by a keyword as ``data_path`` (e.g. a future ``"simulate"``).
+KEYWORD_SOURCES: dict[str, DataSource] = {}
+#: Sources selected by the suffix of ``data_path``.
+FILE_SOURCES: dict[str, DataSource] = {".npz": map_file_source, ".h5": map_file_source, ".hdf5": map_file_source}
+
+
+def get_data_source(data_path: str) -> DataSource:
+    """Pick the data source for a config's ``data_path`` (keyword first, then file suffix).
+
+    Raises
+    ------
+    TrainingError
+        If neither a keyword nor a known suffix matches.
+    """
+    if data_path in KEYWORD_SOURCES:
+        return KEYWORD_SOURCES[data_path]
+    suffix = Path(data_path).suffix.lower()
+    if suffix in FILE_SOURCES:
+        return FILE_SOURCES[suffix]
+    options = [*(repr(k) for k in KEYWORD_SOURCES), *(f"a {s} file" for s in FILE_SOURCES)]
+    raise TrainingError(f"data_path {data_path!r} is not a supported data source; use {' or '.join(options)}")
+
+
+def load_data(cfg: TrainingConfig) -> DataBundle:
+    """Build the :class:`DataBundle` of a run from the source named by ``cfg.data_path``."""
+    return get_data_source(cfg.data_path)(cfg)
