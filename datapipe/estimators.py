@@ -24,6 +24,7 @@ from pixell import enmap, utils
 from symlens.factorize import e as sym
 from symlens.factorize import integrate as sym_integrate
 from symlens.factorize import sin2t12
+from symlens.qe import lensing_response_f
 
 from datapipe.fourier import FlatSkyGrid
 from datapipe.settings import SimulationSettings
@@ -99,15 +100,39 @@ class QuadraticEstimators:
         self._beam_half = beam_transfer(grid.modlmap_half, settings.beam_arcmin)
         self._build_weights()
 
+    def _integral(self, expr) -> np.ndarray:
+        """∫ d²ℓ₁/(2π)² expr(ℓ₁, L − ℓ₁) on the full Fourier grid (symlens's conventions, as in ``A_l_custom``)."""
+        shape, wcs = self.grid.geometry
+        integral = sym_integrate(shape, wcs, dict(self.feed_dict), expr, xmask=self.cmb_mask, ymask=self.cmb_mask,
+                                 physical_units=False).real
+        return np.asarray(integral * enmap.pixsize(shape, wcs) ** 0.5 / np.prod(shape[-2:]) ** 0.5)
+
     def _custom_norm(self, f) -> np.ndarray:
         """1 / ∫ f F for a custom response f (symlens's ``A_l_custom`` without its 1/L², finite at L = 0)."""
-        shape, wcs = self.grid.geometry
-        integral = sym_integrate(shape, wcs, dict(self.feed_dict), f * eb_filter(f), xmask=self.cmb_mask,
-                                 ymask=self.cmb_mask, physical_units=False).real
-        integral = integral * enmap.pixsize(shape, wcs) ** 0.5 / np.prod(shape[-2:]) ** 0.5
+        integral = self._integral(f * eb_filter(f))
         norm = np.zeros_like(integral)
         np.divide(1.0, integral, out=norm, where=integral != 0)
         return np.asarray(norm * self.rec_mask)
+
+    def tau_response_to_kappa(self) -> np.ndarray:
+        r"""First-order response of the τ estimator to lensing: ``<τ̂(L)> = R(L) κ(L)`` for unmodulated maps.
+
+        This is the lensing-induced bias of the EB τ estimator discussed by Guzman & Meyers (2021):
+        :math:`R(L) = \frac{2}{L^2} \frac{\int f^{\phi} F^{\tau}}{\int f^{\tau} F^{\tau}}`, with the lensing
+        response :math:`f^{\phi}` of symlens's EB estimator. The spurious τ power from lensing is
+        :math:`R(L)^2 C_L^{\kappa\kappa}`.
+
+        Returns
+        -------
+        ndarray
+            (n, n) full-plane R(L) (zero outside the reconstruction range and at L = 0).
+        """
+        f_tau = tau_response()
+        cross = self._integral(lensing_response_f("EB") * eb_filter(f_tau))
+        l2 = self.grid.modlmap**2
+        factor = np.zeros_like(l2)
+        np.divide(2.0, l2, out=factor, where=l2 > 0)
+        return factor * cross * self.tau_norm
 
     def _half(self, full: np.ndarray) -> np.ndarray:
         return np.asarray(full)[..., : self.grid.npix // 2 + 1]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import ducc0
 import numpy as np
+import scipy.fft
 
 from datapipe.fourier import FlatSkyGrid
 from datapipe.spectra import Spectra
@@ -85,7 +85,7 @@ class GaussianFieldGenerator:
         FourierFields
             T and E (μK), τ and κ (dimensionless), physical normalization, half plane.
         """
-        wk = ducc0.fft.r2c(white, axes=(-2, -1), nthreads=1)
+        wk = scipy.fft.rfft2(white, workers=1)
         return FourierFields(
             t=wk[:, 0] * self.amp_tt,
             e=wk[:, 0] * self.amp_te + wk[:, 1] * self.amp_ee,

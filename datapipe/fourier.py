@@ -1,7 +1,7 @@
 """Flat-sky geometry and its Fourier grid, with fast batched FFTs in pixell's conventions.
 
 pixell defines the geometry (CAR, 5°×5° by default) and the wavenumbers; the transforms here are
-batched FFTs (ducc0, pixell's FFT engine, single thread) normalized like ``enmap.fft(..., normalize="phys")``, so that
+batched FFTs (scipy.fft, single thread) normalized like ``enmap.fft(..., normalize="phys")``, so that
 the binned square of a transform compares directly with a theory :math:`C_\\ell`.
 
 Polarization convention: pixell's default ``iau=False``. With ψ = atan2(ℓ_x, ℓ_y) from pixell's ``lmap = [ℓ_y, ℓ_x]``
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import ducc0
 import numpy as np
+import scipy.fft
 from pixell import enmap, utils
 
 
@@ -115,31 +115,32 @@ class FlatSkyGrid:
     def _norm_inverse(self) -> float:
         return float(np.sqrt(self.npix**2 / self.pixel_area))
 
+    # scipy's pocketfft gives bit-identical results for a map whatever else is in the batch (ducc0's batched
+    # transforms do not), which keeps the output independent of chunking and workers.
     def rfft(self, maps: np.ndarray) -> np.ndarray:
         """Physically normalized real FFT over the last two axes (``enmap.fft(normalize="phys")``, half plane)."""
-        out = ducc0.fft.r2c(np.asarray(maps), axes=(-2, -1), nthreads=1)
+        out = scipy.fft.rfft2(maps, workers=1)
         out *= self._norm_forward
         return out
 
     def irfft(self, kmaps: np.ndarray, overwrite: bool = False) -> np.ndarray:
         """Inverse of :meth:`rfft` (real maps, same normalization as ``enmap.ifft(normalize="phys")``).
 
-        ``overwrite=True`` lets the transform destroy ``kmaps`` (faster; use it for temporaries).
+        ``overwrite=True`` lets the transform destroy ``kmaps`` (for temporaries).
         """
-        out = ducc0.fft.c2r(np.asarray(kmaps), axes=(-2, -1), lastsize=self.npix, forward=False, inorm=2, nthreads=1,
-                            allow_overwriting_input=overwrite)
+        out = scipy.fft.irfft2(kmaps, s=self.shape, workers=1, overwrite_x=overwrite)
         out *= self._norm_inverse
         return out
 
     def fft(self, maps: np.ndarray) -> np.ndarray:
         """Physically normalized complex FFT over the last two axes."""
-        out = ducc0.fft.c2c(np.asarray(maps), axes=(-2, -1), forward=True, nthreads=1)
+        out = scipy.fft.fft2(maps, workers=1)
         out *= self._norm_forward
         return out
 
     def ifft(self, kmaps: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`fft` (complex maps)."""
-        out = ducc0.fft.c2c(np.asarray(kmaps), axes=(-2, -1), forward=False, inorm=2, nthreads=1)
+        out = scipy.fft.ifft2(kmaps, workers=1)
         out *= self._norm_inverse
         return out
 

@@ -70,6 +70,11 @@ class FourierLenser:
         ctype = np.complex64 if single else np.complex128
         coeffs = scipy.fft.fft2(zmaps.astype(ctype, copy=False), workers=1)
         coeffs /= n * n
+        # A Nyquist mode has no unambiguous off-grid value (e^{+iπx} or e^{-iπx}); for packed real pairs the
+        # ambiguity would leak one map into the other, so these modes (|ℓ| ≥ ℓ_Nyquist, negligible CMB power)
+        # are dropped.
+        coeffs[:, n // 2, :] = 0
+        coeffs[:, :, n // 2] = 0
         out = np.empty((zmaps.shape[0], n * n), dtype=ctype)
         ducc0.nufft.u2nu(grid=coeffs, coord=self.deflection_to_coords(deflection), forward=False,
                          epsilon=self.epsilon, nthreads=1, out=out, fft_order=True)
@@ -125,5 +130,10 @@ def deflection_from_kappa(grid: FlatSkyGrid, kappa_k: np.ndarray) -> tuple[np.nd
     np.divide(2.0, l2, out=inv, where=l2 > 0)
     phi_k = kappa_k * inv.astype(np.float32)
     ly, lx = grid.lmap_half.astype(np.float32)
+    # The gradient of a Nyquist mode vanishes at the pixel centres (sin(π x) = 0): zero it explicitly.
+    ly = ly.copy()
+    lx = lx.copy()
+    ly[grid.npix // 2, :] = 0
+    lx[:, -1] = 0
     grads = np.stack([phi_k * (1j * ly), phi_k * (1j * lx)], axis=-3)
     return phi_k, grid.irfft(grads)
