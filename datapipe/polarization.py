@@ -1,7 +1,9 @@
 """Q/U ↔ E/B on the flat sky, in pixell's default convention (``iau=False``), batched.
 
-With ψ = atan2(ℓ_x, ℓ_y) from pixell's ``lmap = [ℓ_y, ℓ_x]``, ``E(ℓ) + iB(ℓ) = e^{2iψ}[Q(ℓ) + iU(ℓ)]``, identical
-to ``enmap.map2harm(..., iau=False)`` away from the Nyquist row and column; one complex FFT pair gives both E and B.
+With ψ = atan2(ℓ_x, ℓ_y) from pixell's ``lmap = [ℓ_y, ℓ_x]`` (the angle ``enmap.queb_rotmat`` uses),
+``E(ℓ) = cos 2ψ Q(ℓ) − sin 2ψ U(ℓ)`` and ``B(ℓ) = sin 2ψ Q(ℓ) + cos 2ψ U(ℓ)``, identical to
+``enmap.map2harm(..., iau=False)`` away from the Nyquist row and column (where pixell's wavenumbers are
+one-sided). Everything works on the half plane of real FFTs.
 """
 
 from __future__ import annotations
@@ -11,56 +13,34 @@ import numpy as np
 from datapipe.fourier import FlatSkyGrid
 
 
-def eb_from_qu_fourier(grid: FlatSkyGrid, q: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Full-plane Fourier transform of ``e + i b`` (physical normalization) from real Q and U maps.
+def qu_to_eb_half(grid: FlatSkyGrid, q: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Half-plane E and B modes (physical normalization) of Q/U maps.
 
     Parameters
     ----------
     grid : FlatSkyGrid
     q, u : ndarray
-        (..., n, n) Stokes maps.
+        (..., n, n) Stokes maps (μK).
 
     Returns
     -------
-    ndarray
-        (..., n, n) complex: the transform of the complex map ``e + i b``.
+    e_k, b_k : ndarray
+        (..., n, n//2+1) complex modes.
     """
-    return grid.fft(q + 1j * u) * grid.rotation_full
+    qk, uk = grid.rfft(q), grid.rfft(u)
+    c, s = grid.cos2psi_half32, grid.sin2psi_half32
+    return c * qk - s * uk, s * qk + c * uk
 
 
 def eb_maps(grid: FlatSkyGrid, q: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Real-space E and B maps of Q/U maps.
-
-    Parameters
-    ----------
-    grid : FlatSkyGrid
-    q, u : ndarray
-        (..., n, n) Stokes maps.
-
-    Returns
-    -------
-    e, b : ndarray
-        (..., n, n) real maps, same dtype precision as the input.
-    """
-    z = grid.ifft(eb_from_qu_fourier(grid, q, u))
-    return z.real.astype(q.dtype, copy=False), z.imag.astype(q.dtype, copy=False)
+    """Real-space E and B maps of Q/U maps (same shape and precision as the input)."""
+    e_k, b_k = qu_to_eb_half(grid, q, u)
+    return grid.irfft(e_k, overwrite=True), grid.irfft(b_k, overwrite=True)
 
 
-def eb_half_plane(grid: FlatSkyGrid, zk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split the transform of ``e + i b`` into the half-plane transforms of e and b.
-
-    Uses Hermitian symmetry: ``E(ℓ) = [Z(ℓ) + Z*(−ℓ)]/2`` and ``B(ℓ) = [Z(ℓ) − Z*(−ℓ)]/2i``.
-    """
-    half = grid.npix // 2 + 1
-    zneg = np.conj(np.roll(zk[..., ::-1, ::-1], 1, axis=(-2, -1)))
-    ek = 0.5 * (zk + zneg)
-    bk = -0.5j * (zk - zneg)
-    return ek[..., :half], bk[..., :half]
-
-
-def qu_from_e_half(grid: FlatSkyGrid, ek: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Q and U maps of a pure-E field given by its half-plane transform (B = 0).
-
-    Q(ℓ) = cos 2ψ E(ℓ) and U(ℓ) = −sin 2ψ E(ℓ), the inverse of :func:`eb_from_qu_fourier` for B = 0.
-    """
-    return grid.irfft(ek * grid.cos2psi_half32), grid.irfft(ek * -grid.sin2psi_half32)
+def qu_from_eb_half(grid: FlatSkyGrid, e_k: np.ndarray, b_k: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Q and U maps from half-plane E (and optionally B) modes; the inverse of :func:`qu_to_eb_half`."""
+    c, s = grid.cos2psi_half32, grid.sin2psi_half32
+    if b_k is None:
+        return grid.irfft(c * e_k, overwrite=True), grid.irfft(-s * e_k, overwrite=True)
+    return grid.irfft(c * e_k + s * b_k, overwrite=True), grid.irfft(c * b_k - s * e_k, overwrite=True)

@@ -13,7 +13,7 @@ from datapipe.estimators import QuadraticEstimators, beam_transfer
 from datapipe.fields import GaussianFieldGenerator, map_set_rng
 from datapipe.fourier import FlatSkyGrid
 from datapipe.lens import FourierLenser, deflection_from_kappa
-from datapipe.polarization import eb_from_qu_fourier, eb_half_plane, qu_from_e_half
+from datapipe.polarization import qu_from_eb_half, qu_to_eb_half
 from datapipe.settings import QE_MAPS, SimulationSettings
 from datapipe.spectra import Spectra, load_spectra
 from datapipe.taper import cosine_taper, w2_factor
@@ -93,7 +93,7 @@ class MapSetSimulator:
         kappa_k = np.where(scalar_off | (not s.lensing), 0, fk.kappa)
 
         # Primordial T, Q, U (pure E since r = 0).
-        q_unl, u_unl = qu_from_e_half(g, fk.e)
+        q_unl, u_unl = qu_from_eb_half(g, fk.e)
         t_unl = g.irfft(fk.t) if self._need_t else None
 
         # Truth fields and deflection.
@@ -123,13 +123,13 @@ class MapSetSimulator:
                 out[name] = arr
 
         if self._need_observed_eb:
-            zk = eb_from_qu_fourier(g, obs["q_len"], obs["u_len"])
-            if "e_len" in names or "b_len" in names:
-                z = g.ifft(zk)
-                out["e_len"], out["b_len"] = z.real, z.imag
+            e_k, b_k = qu_to_eb_half(g, obs["q_len"], obs["u_len"])
             if self.estimators is not None:
-                e_k, b_k = eb_half_plane(g, zk)
                 out.update(self.estimators.reconstruct(e_k, b_k, tuple(n_ for n_ in names if n_ in QE_MAPS)))
+            if "e_len" in names:
+                out["e_len"] = g.irfft(e_k, overwrite=True)
+            if "b_len" in names:
+                out["b_len"] = g.irfft(b_k, overwrite=True)
 
         q_unl *= self._taper32
         u_unl *= self._taper32
@@ -137,8 +137,11 @@ class MapSetSimulator:
             out["t_unl"] = t_unl * self._taper32
         out["q_unl"], out["u_unl"] = q_unl, u_unl
         if self._need_primordial_eb:
-            z = g.ifft(eb_from_qu_fourier(g, q_unl, u_unl))
-            out["e_unl"], out["b_unl"] = z.real, z.imag
+            e_k, b_k = qu_to_eb_half(g, q_unl, u_unl)
+            if "e_unl" in names:
+                out["e_unl"] = g.irfft(e_k, overwrite=True)
+            if "b_unl" in names:
+                out["b_unl"] = g.irfft(b_k, overwrite=True)
 
         if "tru_tau" in names:
             out["tru_tau"] = tau * self._taper32

@@ -10,7 +10,7 @@ from pixell import enmap
 
 from datapipe.estimators import QuadraticEstimators, eb_filter, tau_response
 from datapipe.fourier import FlatSkyGrid
-from datapipe.polarization import eb_from_qu_fourier, eb_half_plane
+from datapipe.polarization import qu_to_eb_half
 from datapipe.powspec import _bin_index, bin_theory, binned_power, linear_bins
 from datapipe.settings import SimulationSettings
 from datapipe.simulate import MapSetSimulator
@@ -32,7 +32,7 @@ def test_batched_reconstruction_equals_symlens(spectra):
     qe = QuadraticEstimators(g, spectra, s)
     out = MapSetSimulator(s, spectra).simulate([0, 1])
     q, u = out["q_len"][:, ::-1].astype(np.float64), out["u_len"][:, ::-1].astype(np.float64)
-    ek, bk = eb_half_plane(g, eb_from_qu_fourier(g, q, u))
+    ek, bk = qu_to_eb_half(g, q, u)
     kappa_k, tau_k = qe.reconstruct_fourier(ek.astype(np.complex64), bk.astype(np.complex64))
     shape, wcs = g.geometry
     # symlens needs beam-deconvolved E/B maps (the batched path deconvolves inside its filters).

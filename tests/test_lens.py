@@ -7,7 +7,7 @@ from pixell import enmap, lensing
 from datapipe.fields import GaussianFieldGenerator
 from datapipe.fourier import FlatSkyGrid
 from datapipe.lens import FourierLenser, deflection_from_kappa
-from datapipe.polarization import qu_from_e_half
+from datapipe.polarization import qu_from_eb_half
 from datapipe.powspec import binned_power, linear_bins
 
 
@@ -32,7 +32,7 @@ def lensing_case(spectra):
     gen = GaussianFieldGenerator(g, spectra)
     white = np.random.default_rng(7).standard_normal((1, 4, 48, 48)).astype(np.float32)
     fk = gen.fields(white)
-    q, u = qu_from_e_half(g, fk.e)
+    q, u = qu_from_eb_half(g, fk.e)
     tqu = np.stack([g.irfft(fk.t)[0], q[0], u[0]]).astype(np.float64)
     _, deflection = deflection_from_kappa(g, fk.kappa)
     return g, tqu, deflection[0].astype(np.float64)
