@@ -1,0 +1,305 @@
+"""Tests of training/main.py: a tiny end-to-end run, its outputs, and the one-line errors for bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from training_helpers import synthetic_maps, write_config, write_map_file
+
+from training import main as tmain
+from training.data import Standardization
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EPOCHS = 3
+OUTPUT_FILES = [
+    "training.log",
+    "map_means.npz",
+    "map_stds.npz",
+    "split_indices.npz",
+    "model.keras",
+    "model.weights.h5",
+    "model_architecture.json",
+    "predictions.npz",
+    "test_data.npz",
+    "summary.json",
+    "checkpoint/state.json",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny training run (16x16 maps, 40 maps, 3 epochs) through the CLI entry point, in this process."""
+    folder = tmp_path_factory.mktemp("run")
+    write_map_file(folder / "maps.npz", nsims=40, npix=16, seed=0)
+    cfg = write_config(folder / "config.json", "maps.npz", output_dir="results/tiny", epochs=EPOCHS)
+    assert tmain.main([str(cfg)]) == 0
+    return folder / "results" / "tiny"
+
+
+def read_log(path: Path) -> list[dict[str, float]]:
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_every_output_file_is_written(run):
+    for name in OUTPUT_FILES:
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".partial-*")) and not (run / "checkpoint.partial").exists()
+
+
+def test_training_log_and_falling_loss(run):
+    rows = read_log(run / "training.log")
+    assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
+    for key in ("loss", "val_loss", "learning_rate", "kappa_r2", "val_tau_r2", "unle_loss"):
+        assert key in rows[0]
+    # The synthetic targets are local linear functions of Q and U: three epochs cut the training loss well down.
+    assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
+    assert rows[-1]["kappa_r2"] > rows[0]["kappa_r2"]
+    assert rows[0]["learning_rate"] == pytest.approx(1e-3)
+
+
+def test_standardization_files(run):
+    with np.load(run / "map_means.npz") as m, np.load(run / "map_stds.npz") as s:
+        assert set(m.files) == {f"{a}_mean" for a in ("q_len", "u_len", "e_unl", "tru_tau", "tru_kappa")}
+        assert set(s.files) == {f"{a}_std" for a in ("q_len", "u_len", "e_unl", "tru_tau", "tru_kappa")}
+    with np.load(run / "split_indices.npz") as f:
+        train = f["train"]
+    maps = synthetic_maps(40, 16, seed=0)
+    std = Standardization.from_npz(run / "map_means.npz", run / "map_stds.npz")
+    assert std.means["e_unl"] == pytest.approx(maps["e_unl"][train].mean(dtype=np.float64), rel=1e-6)
+    assert std.stds["tru_kappa"] == pytest.approx(maps["tru_kappa"][train].std(dtype=np.float64), rel=1e-6)
+
+
+def test_test_data_is_the_test_split_in_physical_units(run):
+    maps = synthetic_maps(40, 16, seed=0)
+    with np.load(run / "split_indices.npz") as f:
+        test = f["test"]
+        assert sorted(np.concatenate([f["train"], f["val"], test])) == list(range(40))
+    with np.load(run / "test_data.npz") as f:
+        assert set(f.files) == {
+            f"{a}_test" for a in ("q_len", "u_len", "e_unl", "tru_tau", "tru_kappa", "rec_kappa", "rec_tau")
+        }
+        for name in ("q_len", "tru_tau", "rec_kappa"):
+            np.testing.assert_array_equal(f[f"{name}_test"], maps[name][test])
+
+
+def test_predictions_reload_and_are_in_physical_units(run):
+    """The saved model, fed the standardized test inputs, reproduces predictions.npz once de-standardized."""
+    std = Standardization.from_npz(run / "map_means.npz", run / "map_stds.npz")
+    with np.load(run / "test_data.npz") as f:
+        x = {
+            "qlen": std.apply("q_len", f["q_len_test"])[..., None],
+            "ulen": std.apply("u_len", f["u_len_test"])[..., None],
+        }
+    with np.load(run / "predictions.npz") as f:
+        saved = {k: f[k] for k in f.files}
+    assert set(saved) == {"kappa_pred", "unle_pred", "tau_pred"}
+    targets = {"tau": "tru_tau", "unle": "e_unl", "kappa": "tru_kappa"}
+    for model in (keras.models.load_model(run / "model.keras"), _from_weights(run)):
+        out = dict(zip(model.output_names, model.predict(x, verbose=0), strict=True))
+        for name, array in targets.items():
+            pred = saved[f"{name}_pred"]
+            assert pred.shape == (4, 16, 16) and pred.dtype == np.float32
+            np.testing.assert_allclose(
+                pred, std.invert(array, out[name][..., 0]), rtol=1e-5, atol=1e-5 * std.stds[array]
+            )
+
+
+def _from_weights(run: Path) -> keras.Model:
+    model = keras.models.model_from_json((run / "model_architecture.json").read_text())
+    model.load_weights(run / "model.weights.h5")
+    return model
+
+
+def test_summary(run):
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_run"] == EPOCHS and summary["parameters"] == 5_292_367
+    assert summary["backend"] == keras.backend.backend() and summary["device"]
+    assert summary["maps"] == {"train": 32, "val": 4, "test": 4}
+    rows = read_log(run / "training.log")
+    best = min(r["val_loss"] for r in rows)
+    assert summary["best_val_loss"] == pytest.approx(best, rel=1e-6)
+    assert summary["best_epoch"] == 1 + [r["val_loss"] for r in rows].index(best)
+    assert set(summary["test_r2"]) == {"tau", "unle", "kappa"}
+    # The reported R² is that of the saved predictions against the saved truths.
+    with np.load(run / "predictions.npz") as p, np.load(run / "test_data.npz") as t:
+        truth, pred = t["tru_kappa_test"].astype(np.float64), p["kappa_pred"].astype(np.float64)
+    expected = 1 - ((truth - pred) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
+    assert summary["test_r2"]["kappa"] == pytest.approx(expected, rel=1e-9)
+    assert summary["wall_time_s"] > 0 and summary["config"]["epochs"] == EPOCHS
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, exit status 2.
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    write_map_file(tmp_path / "maps.npz", nsims=40, npix=16, seed=0)
+    return tmp_path
+
+
+def expect_error(capsys, argv, *fragments):
+    assert tmain.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_invalid_or_missing_config(setup, capsys):
+    (setup / "bad.json").write_text('{"epochs": 2,,}')
+    expect_error(capsys, [setup / "bad.json"], "is not valid JSON", "line 1")
+    expect_error(capsys, [setup / "absent.json"], "does not exist")
+
+
+def test_unknown_key(setup, capsys):
+    cfg = write_config(setup / "c.json", "maps.npz", halt_patience=3)
+    expect_error(capsys, [cfg], "unknown config key 'halt_patience'", "did you mean 'haltpatience'")
+
+
+def test_missing_data_file(setup, capsys):
+    expect_error(capsys, [write_config(setup / "c.json", "nothere.npz")], "nothere.npz", "does not exist")
+
+
+def test_missing_arrays_list_the_file_content(setup, capsys):
+    cfg = write_config(setup / "c.json", "maps.npz", trace_used=["wf_rec_tau"])
+    expect_error(capsys, [cfg], "lacks array(s) wf_rec_tau", "it has: q_len, u_len")
+
+
+def test_map_size_differs_from_imagesize(setup, capsys):
+    expect_error(capsys, [write_config(setup / "c.json", "maps.npz", imagesize=32)], "16x16 maps but imagesize is 32")
+
+
+@pytest.mark.parametrize(
+    ("splits", "fragment"),
+    [((0.9, 0.1, 0.0), "test_split must be a positive fraction"), ((0.7, 0.1, 0.1), "must sum to 1")],
+)
+def test_bad_splits(setup, capsys, splits, fragment):
+    keys = dict(zip(("training_split", "val_split", "test_split"), splits, strict=True))
+    expect_error(capsys, [write_config(setup / "c.json", "maps.npz", **keys)], fragment)
+
+
+def test_split_too_small_for_a_batch(setup, capsys):
+    cfg = write_config(setup / "c.json", "maps.npz", batch_size=8)
+    expect_error(capsys, [cfg], "validation split has 4 of 40 maps, fewer than one batch (batch_size 8)")
+
+
+def test_nan_in_the_data(setup, capsys):
+    kappa = synthetic_maps(40, 16)["tru_kappa"]
+    kappa[17, 2, 2] = np.nan
+    write_map_file(setup / "nan.npz", nsims=40, npix=16, tru_kappa=kappa)
+    expect_error(
+        capsys, [write_config(setup / "c.json", "nan.npz")], "'tru_kappa' has NaN or inf values in map index 17"
+    )
+
+
+def test_unknown_model_and_optimizer(setup, capsys):
+    expect_error(
+        capsys, [write_config(setup / "c.json", "maps.npz", model="UNet")], "unknown model 'UNet'", "ResUNet_CMB"
+    )
+    cfg = write_config(setup / "c.json", "maps.npz", optimizer="Adamm")
+    expect_error(capsys, [cfg], "unknown optimizer 'Adamm'", "Adam, AdamW")
+    expect_error(
+        capsys, [write_config(setup / "c.json", "maps.npz", loss="mse2")], "unknown loss 'mse2'", "mean_squared_error"
+    )
+
+
+def test_optimizer_names_are_case_insensitive():
+    assert type(tmain.make_optimizer("rmsprop", 0.01)).__name__ == "RMSprop"
+
+
+def test_names_must_match_the_model(setup, capsys):
+    cfg = write_config(setup / "c.json", "maps.npz", target_used={"tau": "tru_tau", "phi": "tru_kappa"})
+    expect_error(capsys, [cfg], "target_used names ['phi', 'tau'] do not match", "['kappa', 'tau', 'unle']")
+
+
+def test_bad_command_line_overrides(setup, capsys):
+    expect_error(capsys, [write_config(setup / "c.json", "maps.npz"), "--epochs", "0"], "epochs must be a positive")
+    expect_error(capsys, [setup / "c.json", "--resume"], "nothing to resume")
+
+
+def test_script_runs_from_the_training_folder(setup):
+    """`python main.py ../config.json` inside training/ imports the package (here: fails fast on a bad key)."""
+    cfg = write_config(setup / "c.json", "maps.npz", epoch=3)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "main.py", os.path.relpath(cfg, REPO_ROOT / "training")],
+        cwd=REPO_ROOT / "training",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "error: unknown config key 'epoch' (did you mean 'epochs'?)"
+    helped = subprocess.run(
+        [sys.executable, "training/main.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, env=env
+    )
+    assert helped.returncode == 0 and "--resume" in helped.stdout and "--output-dir" in helped.stdout
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_pipeline_cli(tmp_path):
+    """Simulate a few dozen 32x32 map sets with datapipe/datapipeline.py, then train 2 epochs with the CLI."""
+    pipeline = REPO_ROOT / "datapipe" / "datapipeline.py"
+    if not pipeline.is_file():
+        pytest.skip("datapipe/datapipeline.py is not present yet")
+    maps = tmp_path / "map_sets32.npz"
+    sim = subprocess.run(
+        [
+            sys.executable,
+            str(pipeline),
+            "--nsims",
+            "40",
+            "--npix",
+            "32",
+            "--seed",
+            "11",
+            "--taper-deg",
+            "0",
+            "--output",
+            str(maps),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sim.returncode == 0, sim.stderr[-2000:]
+    cfg = write_config(tmp_path / "config.json", maps.name, output_dir="out", imagesize=32, epochs=5)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "training" / "main.py"),
+            str(cfg),
+            "--epochs",
+            "2",
+            "--output-dir",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "cli"
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file(), name
+    assert not (tmp_path / "out").exists()  # --output-dir overrides the config
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["maps"] == {"train": 32, "val": 4, "test": 4}
+    with np.load(out / "predictions.npz") as p, np.load(out / "test_data.npz") as t, np.load(maps) as m:
+        assert p["tau_pred"].shape == (4, 32, 32) and np.isfinite(p["tau_pred"]).all()
+        assert {"q_len_test", "rec_kappa_test", "rec_tau_test"} <= set(t.files)
+        with np.load(out / "split_indices.npz") as s:
+            np.testing.assert_array_equal(t["tru_tau_test"], m["tru_tau"][s["test"]])
