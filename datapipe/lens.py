@@ -45,10 +45,12 @@ class FourierLenser:
         deflection : ndarray
             (2, n, n) deflection ``∇φ`` along (y, x) in radians, as ``enmap.grad(phi)``.
         """
-        n = self.grid.npix
-        pix = self._pixel_grid + deflection * self._pix_per_rad
-        coords = (pix * (2.0 * np.pi / n)).reshape(2, -1).T
-        return np.ascontiguousarray(coords, dtype=np.float32 if self.epsilon >= 1e-6 else np.float64)
+        dtype = np.float32 if self.epsilon >= 1e-6 else np.float64
+        coords = np.empty((self.grid.npix**2, 2), dtype=dtype)
+        for axis in range(2):
+            coords[:, axis] = (self._pixel_grid[axis] + deflection[axis] * self._pix_per_rad[axis]).ravel()
+        coords *= 2.0 * np.pi / self.grid.npix
+        return coords
 
     def lens_complex(self, zmaps: np.ndarray, deflection: np.ndarray) -> np.ndarray:
         """Lens complex maps (e.g. ``Q + iU``, or ``T`` as complex) sharing one deflection field.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from datapipe.estimators import QuadraticEstimators, beam_transfer
-from datapipe.fields import GaussianFieldGenerator, map_set_rng
+from datapipe.fields import GaussianFieldGenerator, box_muller, map_set_rng
 from datapipe.fourier import FlatSkyGrid
 from datapipe.lens import FourierLenser, deflection_from_kappa
 from datapipe.polarization import qu_from_eb_half, qu_to_eb_half
@@ -86,7 +86,7 @@ class MapSetSimulator:
             null[j] = rng.random() < s.null_fraction
             self.generator.draw_white(rng, out=white[j])
             if noise_white is not None:
-                rng.standard_normal(out=noise_white[j], dtype=np.float32)
+                box_muller(rng, noise_white[j])
         fk = self.generator.fields(white)
         scalar_off = null[:, None, None]
         tau_k = np.where(scalar_off | (not s.tau), 0, fk.tau)

@@ -50,3 +50,17 @@ def test_map_set_rng_depends_only_on_seed_and_index():
     d = map_set_rng(6, 17).standard_normal(4)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c) and not np.allclose(a, d)
+
+
+def test_box_muller_gives_unit_normal_deviates():
+    from datapipe.fields import box_muller
+
+    x = box_muller(np.random.default_rng(0), np.empty((4, 64, 64), dtype=np.float32)).ravel().astype(np.float64)
+    n = x.size
+    assert abs(x.mean()) < 5 / np.sqrt(n)
+    assert abs(x.var() - 1) < 5 * np.sqrt(2 / n)
+    kurtosis = np.mean(x**4) / x.var() ** 2
+    assert abs(kurtosis - 3) < 5 * np.sqrt(24 / n)
+    # Independent planes: no correlation between the cosine and sine halves.
+    half = n // 2
+    assert abs(np.mean(x[:half] * x[half:])) < 5 / np.sqrt(half)
