@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-qe", action="store_true", help="skip the quadratic-estimator arrays (rec_*, wf_rec_*)")
     p.add_argument("--no-tau", action="store_true", help="no patchy reionization (tau = 0 in every map set)")
     p.add_argument("--no-lensing", action="store_true", help="no lensing (kappa = 0 in every map set)")
+    p.add_argument("--qe-mean-field-sims", type=int, default=defaults.qe_mean_field_sims,
+                   help="extra simulations averaged into the QE mean field subtracted from rec_* (0: none)")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (the output is identical for any number)")
     p.add_argument("--chunk-size", type=int, default=64,
@@ -76,7 +78,7 @@ def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
     return SimulationSettings(
         npix=args.npix, pixel_arcmin=args.pixel_arcmin, taper_deg=args.taper_deg, beam_arcmin=args.beam_arcmin,
         noise_uk_arcmin=args.noise_uk_arcmin, null_fraction=args.null_fraction, seed=args.seed, maps=tuple(maps),
-        tau=not args.no_tau, lensing=not args.no_lensing,
+        tau=not args.no_tau, lensing=not args.no_lensing, qe_mean_field_sims=args.qe_mean_field_sims,
     )
 
 

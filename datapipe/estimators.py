@@ -99,6 +99,13 @@ class QuadraticEstimators:
             self.tau_wiener = np.nan_to_num(cl_tt / (cl_tt + self.tau_noise)) * self.rec_mask
         self._beam_half = beam_transfer(grid.modlmap_half, settings.beam_arcmin)
         self._build_weights()
+        self.mean_field_kappa_k: np.ndarray | None = None
+        self.mean_field_tau_k: np.ndarray | None = None
+
+    def set_mean_field(self, kappa_k: np.ndarray, tau_k: np.ndarray) -> None:
+        """Mean fields (half-plane modes, as from :meth:`reconstruct_fourier`) subtracted from every output."""
+        self.mean_field_kappa_k = np.asarray(kappa_k).astype(np.complex64)
+        self.mean_field_tau_k = np.asarray(tau_k).astype(np.complex64)
 
     def _integral(self, expr) -> np.ndarray:
         """∫ d²ℓ₁/(2π)² expr(ℓ₁, L − ℓ₁) on the full Fourier grid (symlens's conventions, as in ``A_l_custom``)."""
@@ -194,7 +201,7 @@ class QuadraticEstimators:
         return kappa_k, tau_k
 
     def reconstruct(self, e_k: np.ndarray, b_k: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Real-space QE maps.
+        """Real-space QE maps (mean field subtracted when one is set).
 
         Parameters
         ----------
@@ -209,6 +216,9 @@ class QuadraticEstimators:
             name → (B, n, n) float32 map.
         """
         kappa_k, tau_k = self.reconstruct_fourier(e_k, b_k)
+        if self.mean_field_kappa_k is not None:
+            kappa_k = kappa_k - self.mean_field_kappa_k
+            tau_k = tau_k - self.mean_field_tau_k
         recipes = {
             "rec_kappa": lambda: kappa_k,
             "rec_phi": lambda: kappa_k * self._kappa_to_phi,

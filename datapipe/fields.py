@@ -19,9 +19,13 @@ from datapipe.spectra import Spectra
 FIELD_ORDER = ("t", "e", "tau", "kappa")
 
 
-def map_set_rng(seed: int, index: int) -> np.random.Generator:
-    """Random generator of map set ``index``: depends on ``(seed, index)`` only, not on chunking or workers."""
-    return np.random.Generator(np.random.SFC64(np.random.SeedSequence([seed, index])))
+def map_set_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
+    """Random generator of map set ``index``: depends on ``(seed, index)`` only, not on chunking or workers.
+
+    ``stream`` > 0 selects an independent family of generators (e.g. for QE mean-field simulations).
+    """
+    entropy = [seed, index] if stream == 0 else [seed, index, stream]
+    return np.random.Generator(np.random.SFC64(np.random.SeedSequence(entropy)))
 
 
 def box_muller(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:

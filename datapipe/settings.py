@@ -51,6 +51,9 @@ class SimulationSettings:
         CMB multipoles used by the quadratic estimators.
     lmin_rec, lmax_rec : int
         Multipoles of the reconstructed fields.
+    qe_mean_field_sims : int
+        Simulations (an independent seed stream) averaged into the QE mean field that is subtracted from
+        every reconstruction; the taper acts as a modulation, to which the τ QE responds strongly (0: none).
     """
 
     npix: int = 128
@@ -67,6 +70,7 @@ class SimulationSettings:
     lmax_cmb: int = 3500
     lmin_rec: int = 20
     lmax_rec: int = 3500
+    qe_mean_field_sims: int = 64
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "maps", tuple(self.maps))
@@ -106,6 +110,8 @@ class SimulationSettings:
             raise PipelineError(f"map names repeated in {','.join(self.maps)}; name each array once")
         if not 0 <= self.lmin_cmb < self.lmax_cmb:
             raise PipelineError(f"CMB multipole range [{self.lmin_cmb}, {self.lmax_cmb}] is empty")
+        if not isinstance(self.qe_mean_field_sims, int) or self.qe_mean_field_sims < 0:
+            raise PipelineError(f"QE mean-field simulations must be an integer >= 0 (got {self.qe_mean_field_sims!r})")
         if not 0 <= self.lmin_rec < self.lmax_rec:
             raise PipelineError(f"reconstruction multipole range [{self.lmin_rec}, {self.lmax_rec}] is empty")
 

@@ -7,6 +7,8 @@ only on ``(seed, i)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from datapipe.estimators import QuadraticEstimators, beam_transfer
@@ -19,7 +21,22 @@ from datapipe.spectra import Spectra, load_spectra
 from datapipe.taper import cosine_taper, w2_factor
 
 OBSERVED_TQU = ("t_len", "q_len", "u_len")
-PRIMORDIAL_TQU = ("t_unl", "q_unl", "u_unl")
+#: Seed stream of the QE mean-field simulations (the data use stream 0).
+MEAN_FIELD_STREAM = 1
+MEAN_FIELD_CHUNK = 16
+
+
+@dataclass
+class _Realization:
+    """Intermediate products of a batch: tapered observed maps, untapered primordial maps and truths."""
+
+    observed: dict[str, np.ndarray]
+    t_unl: np.ndarray | None
+    q_unl: np.ndarray
+    u_unl: np.ndarray
+    tau: np.ndarray
+    kappa_k: np.ndarray
+    phi_k: np.ndarray
 
 
 class MapSetSimulator:
@@ -52,37 +69,26 @@ class MapSetSimulator:
         self._beam_half = beam_transfer(self.grid.modlmap_half, settings.beam_arcmin).astype(np.float32)
         pixel_arcmin = settings.pixel_arcmin
         self._noise_sigma_t = np.float32(settings.noise_uk_arcmin / pixel_arcmin)  # μK per pixel
-        self.estimators = (
-            QuadraticEstimators(self.grid, self.spectra, settings) if settings.needs_qe else None
-        )
         wanted = set(settings.maps)
         self._need_t = bool(wanted & {"t_len", "t_unl"})
         self._need_observed_eb = bool(wanted & {"e_len", "b_len"}) or settings.needs_qe
         self._need_primordial_eb = bool(wanted & {"e_unl", "b_unl"})
+        self.estimators = None
+        if settings.needs_qe:
+            self.estimators = QuadraticEstimators(self.grid, self.spectra, settings)
+            if settings.qe_mean_field_sims > 0:
+                self._estimate_qe_mean_field(settings.qe_mean_field_sims)
 
-    def simulate(self, indices: np.ndarray | list[int]) -> dict[str, np.ndarray]:
-        """Simulate the map sets with the given indices.
-
-        Parameters
-        ----------
-        indices : sequence of int
-            Global map-set indices (each one's randomness depends only on ``(seed, index)``).
-
-        Returns
-        -------
-        dict
-            name → (len(indices), n, n) float32 array for each name in ``settings.maps``, flipped up–down so
-            that row 0 is the top of the sky image.
-        """
+    def _realize(self, indices: list[int], stream: int = 0) -> _Realization:
+        """Draw and process the random fields of some map sets up to the tapered observed maps."""
         s = self.settings
         g = self.grid
-        indices = [int(i) for i in indices]
         nb, n = len(indices), s.npix
         white = np.empty((nb, 4, n, n), dtype=np.float32)
         noise_white = np.zeros((nb, 3, n, n), dtype=np.float32) if self._noise_sigma_t > 0 else None
         null = np.zeros(nb, dtype=bool)
         for j, index in enumerate(indices):
-            rng = map_set_rng(s.seed, index)
+            rng = map_set_rng(s.seed, index, stream)
             null[j] = rng.random() < s.null_fraction
             self.generator.draw_white(rng, out=white[j])
             if noise_white is not None:
@@ -101,7 +107,7 @@ class MapSetSimulator:
         tau = g.irfft(tau_k)
         screen = np.exp(-tau)
 
-        # Observed: modulate, lens, beam, noise.
+        # Observed: modulate by e^{-τ}, lens, beam, noise, taper.
         components = ([t_unl * screen] if self._need_t else []) + [q_unl * screen, u_unl * screen]
         observed = np.stack(components, axis=1)
         if s.lensing:
@@ -115,15 +121,43 @@ class MapSetSimulator:
             first = 0 if self._need_t else 1
             observed += noise_white[:, first:] * sigma[first:, None, None]
         observed *= self._taper32
-        out: dict[str, np.ndarray] = {}
-        names = s.maps
-        obs = dict(zip(OBSERVED_TQU if self._need_t else OBSERVED_TQU[1:], np.moveaxis(observed, 1, 0), strict=True))
-        for name, arr in obs.items():
-            if name in names:
-                out[name] = arr
+        names = OBSERVED_TQU if self._need_t else OBSERVED_TQU[1:]
+        return _Realization(observed=dict(zip(names, np.moveaxis(observed, 1, 0), strict=True)), t_unl=t_unl,
+                            q_unl=q_unl, u_unl=u_unl, tau=tau, kappa_k=kappa_k, phi_k=phi_k)
+
+    def _estimate_qe_mean_field(self, nsims: int) -> None:
+        """Average QE output of ``nsims`` extra simulations (an independent seed stream), subtracted from every
+        reconstruction: the taper modulates the maps, and the QEs (the τ one above all) respond to it."""
+        kappa_sum, tau_sum = 0.0, 0.0
+        for start in range(0, nsims, MEAN_FIELD_CHUNK):
+            indices = list(range(start, min(start + MEAN_FIELD_CHUNK, nsims)))
+            obs = self._realize(indices, stream=MEAN_FIELD_STREAM).observed
+            kappa_k, tau_k = self.estimators.reconstruct_fourier(*qu_to_eb_half(self.grid, obs["q_len"], obs["u_len"]))
+            kappa_sum = kappa_sum + kappa_k.sum(axis=0, dtype=np.complex128)
+            tau_sum = tau_sum + tau_k.sum(axis=0, dtype=np.complex128)
+        self.estimators.set_mean_field(kappa_sum / nsims, tau_sum / nsims)
+
+    def simulate(self, indices: np.ndarray | list[int]) -> dict[str, np.ndarray]:
+        """Simulate the map sets with the given indices.
+
+        Parameters
+        ----------
+        indices : sequence of int
+            Global map-set indices (each one's randomness depends only on ``(seed, index)``).
+
+        Returns
+        -------
+        dict
+            name → (len(indices), n, n) float32 array for each name in ``settings.maps``, flipped up–down so
+            that row 0 is the top of the sky image.
+        """
+        g = self.grid
+        names = self.settings.maps
+        real = self._realize([int(i) for i in indices])
+        out: dict[str, np.ndarray] = {name: arr for name, arr in real.observed.items() if name in names}
 
         if self._need_observed_eb:
-            e_k, b_k = qu_to_eb_half(g, obs["q_len"], obs["u_len"])
+            e_k, b_k = qu_to_eb_half(g, real.observed["q_len"], real.observed["u_len"])
             if self.estimators is not None:
                 out.update(self.estimators.reconstruct(e_k, b_k, tuple(n_ for n_ in names if n_ in QE_MAPS)))
             if "e_len" in names:
@@ -131,10 +165,10 @@ class MapSetSimulator:
             if "b_len" in names:
                 out["b_len"] = g.irfft(b_k, overwrite=True)
 
-        q_unl *= self._taper32
-        u_unl *= self._taper32
+        q_unl = real.q_unl * self._taper32
+        u_unl = real.u_unl * self._taper32
         if self._need_t:
-            out["t_unl"] = t_unl * self._taper32
+            out["t_unl"] = real.t_unl * self._taper32
         out["q_unl"], out["u_unl"] = q_unl, u_unl
         if self._need_primordial_eb:
             e_k, b_k = qu_to_eb_half(g, q_unl, u_unl)
@@ -144,10 +178,11 @@ class MapSetSimulator:
                 out["b_unl"] = g.irfft(b_k, overwrite=True)
 
         if "tru_tau" in names:
-            out["tru_tau"] = tau * self._taper32
-        if "tru_kappa" in names or "tru_phi" in names:
-            truths = g.irfft(np.stack([kappa_k, phi_k], axis=1)) * self._taper32
-            out["tru_kappa"], out["tru_phi"] = truths[:, 0], truths[:, 1]
+            out["tru_tau"] = real.tau * self._taper32
+        if "tru_kappa" in names:
+            out["tru_kappa"] = g.irfft(real.kappa_k) * self._taper32
+        if "tru_phi" in names:
+            out["tru_phi"] = g.irfft(real.phi_k) * self._taper32
 
         return {name: np.ascontiguousarray(out[name][:, ::-1, :], dtype=np.float32) for name in names}
 
