@@ -137,13 +137,16 @@ class MapSetSimulator:
             tau_sum = tau_sum + tau_k.sum(axis=0, dtype=np.complex128)
         self.estimators.set_mean_field(kappa_sum / nsims, tau_sum / nsims)
 
-    def simulate(self, indices: np.ndarray | list[int]) -> dict[str, np.ndarray]:
+    def simulate(self, indices: np.ndarray | list[int], stream: int = 0) -> dict[str, np.ndarray]:
         """Simulate the map sets with the given indices.
 
         Parameters
         ----------
         indices : sequence of int
             Global map-set indices (each one's randomness depends only on ``(seed, index)``).
+        stream : int
+            Seed stream: 0 for the pipeline's data sets; other values give independent families of map sets
+            (used for the QE mean field and by on-the-fly training for its validation and test sets).
 
         Returns
         -------
@@ -153,7 +156,7 @@ class MapSetSimulator:
         """
         g = self.grid
         names = self.settings.maps
-        real = self._realize([int(i) for i in indices])
+        real = self._realize([int(i) for i in indices], stream)
         out: dict[str, np.ndarray] = {name: arr for name, arr in real.observed.items() if name in names}
 
         if self._need_observed_eb:
