@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from training_helpers import synthetic_maps, write_config, write_map_file
 
 from training import main as tmain
 from training.data import Standardization
+from training.resunet import load_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 3
@@ -103,7 +105,7 @@ def test_predictions_reload_and_are_in_physical_units(run):
         saved = {k: f[k] for k in f.files}
     assert set(saved) == {"kappa_pred", "unle_pred", "tau_pred"}
     targets = {"tau": "tru_tau", "unle": "e_unl", "kappa": "tru_kappa"}
-    for model in (keras.models.load_model(run / "model.keras"), _from_weights(run)):
+    for model in (load_model(run / "model.keras"), _from_weights(run)):
         out = dict(zip(model.output_names, model.predict(x, verbose=0), strict=True))
         for name, array in targets.items():
             pred = saved[f"{name}_pred"]
@@ -135,6 +137,24 @@ def test_summary(run):
     expected = 1 - ((truth - pred) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
     assert summary["test_r2"]["kappa"] == pytest.approx(expected, rel=1e-9)
     assert summary["wall_time_s"] > 0 and summary["config"]["epochs"] == EPOCHS
+
+
+def test_resume_extends_a_finished_run(run, tmp_path):
+    """A run that reached its epoch limit continues with --resume and a larger --epochs."""
+    out = tmp_path / "extended"
+    shutil.copytree(run, out)
+    assert (
+        tmain.main(
+            [str(run.parent.parent / "config.json"), "--resume", "--epochs", str(EPOCHS + 1), "--output-dir", str(out)]
+        )
+        == 0
+    )
+    assert [int(r["epoch"]) for r in read_log(out / "training.log")] == list(range(EPOCHS + 1))
+    with np.load(out / "checkpoint" / "optimizer.npz") as f:
+        iteration = next(i for i, p in enumerate(f["paths"]) if p.endswith("/iteration"))
+        assert int(f[f"v{iteration}"]) == (EPOCHS + 1) * 8  # 8 steps per epoch, none repeated
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_run"] == EPOCHS + 1 and summary["config"]["output_dir"] == str(out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

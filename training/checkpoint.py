@@ -14,8 +14,9 @@ resumed under JAX.
 
 Ctrl-C or SIGTERM does not kill the process: :class:`InterruptHandler` records the signal, and
 :class:`Checkpointer` saves the current state at the end of the running batch and raises
-:class:`TrainingInterrupted`. The saved counters are those of the last completed epoch, so ``--resume`` reruns the
-interrupted epoch, starting from the weights reached when the signal came.
+:class:`TrainingInterrupted` (at the end of an epoch it lets the epoch's other callbacks finish first and stops
+the fit). The saved counters are those of the last completed epoch, so ``--resume`` reruns the interrupted epoch,
+starting from the weights reached when the signal came.
 """
 
 from __future__ import annotations
@@ -267,12 +268,12 @@ def load_checkpoint(output_dir: str | Path, model: keras.Model) -> list[np.ndarr
         If the checkpoint does not match the model or optimizer.
     """
     folder = checkpoint_dir(output_dir)
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
     try:
         model.load_weights(str(folder / WEIGHTS_FILE))
     except (ValueError, OSError) as exc:
         raise TrainingError(f"checkpoint weights in {str(folder)!r} do not fit this model: {exc}") from None
-    optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
     with np.load(folder / OPTIMIZER_FILE) as f:
         saved = [f[f"v{i}"] for i in range(len(f.files) - 1)]
     variables = optimizer.variables
@@ -370,7 +371,9 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._record(epoch + 1)
         self.save()
-        self._stop_if_interrupted()
+        if self.interrupt is not None and self.interrupt.signum is not None:
+            # Stop after this epoch's remaining callbacks (the CSV row) ran; main raises TrainingInterrupted.
+            self.model.stop_training = True
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.interrupt is not None and self.interrupt.signum is not None:

@@ -70,13 +70,25 @@ class ReconstructionStats:
 
     def to_dict(self) -> dict[str, list[float]]:
         """JSON-ready lists."""
-        keys = ("ell", "bin_lo", "bin_hi", "nmodes", "cl_true", "cl_rec", "cl_cross", "cl_residual", "r", "r_err",
-                "noise")
+        keys = (
+            "ell",
+            "bin_lo",
+            "bin_hi",
+            "nmodes",
+            "cl_true",
+            "cl_rec",
+            "cl_cross",
+            "cl_residual",
+            "r",
+            "r_err",
+            "noise",
+        )
         return {key: np.asarray(getattr(self, key)).tolist() for key in keys}
 
 
-def reconstruction_stats(truth: np.ndarray, rec: np.ndarray, pixel_arcmin: float, w2: float = 1.0,
-                         edges: np.ndarray | None = None) -> ReconstructionStats:
+def reconstruction_stats(
+    truth: np.ndarray, rec: np.ndarray, pixel_arcmin: float, w2: float = 1.0, edges: np.ndarray | None = None
+) -> ReconstructionStats:
     """Compare a stack of reconstructions with the true maps in multipole bins.
 
     Parameters
@@ -114,7 +126,17 @@ def reconstruction_stats(truth: np.ndarray, rec: np.ndarray, pixel_arcmin: float
             r_err[valid] = np.std(per_map_r[:, valid], axis=0, ddof=1) / np.sqrt(n)
         noise = np.where(r > 0, tt.mean * (1.0 / r**2 - 1.0), np.inf)
     keep = tt.nmodes > 0
-    return ReconstructionStats(ell=tt.ell[keep], bin_lo=edges[:-1][keep], bin_hi=edges[1:][keep],
-                               nmodes=tt.nmodes[keep], cl_true=tt.mean[keep], cl_rec=pp.mean[keep],
-                               cl_cross=pt.mean[keep], cl_residual=res.mean[keep], r=r[keep], r_err=r_err[keep],
-                               noise=noise[keep], nmaps=truth.shape[0])
+    return ReconstructionStats(
+        ell=tt.ell[keep],
+        bin_lo=edges[:-1][keep],
+        bin_hi=edges[1:][keep],
+        nmodes=tt.nmodes[keep],
+        cl_true=tt.mean[keep],
+        cl_rec=pp.mean[keep],
+        cl_cross=pt.mean[keep],
+        cl_residual=res.mean[keep],
+        r=r[keep],
+        r_err=r_err[keep],
+        noise=noise[keep],
+        nmaps=truth.shape[0],
+    )

@@ -14,6 +14,7 @@ Only Keras 3 APIs are used, so the model runs unchanged under the TensorFlow, JA
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -252,3 +253,22 @@ def ResUNet_CMB(params: Any) -> keras.Model:  # noqa: N802 - the paper's name, u
         # float32 output layer: outputs stay float32 under a mixed-precision policy.
         outputs.append(conv_block(h, 1, dropval=dropval, activation="linear", name=head, dtype="float32"))
     return keras.Model(inputs=[qlen, ulen], outputs=outputs, name="ResUNet_CMB")
+
+
+def load_model(path: str | Path, compile: bool = True) -> keras.Model:  # noqa: A002 - Keras's argument name
+    """Load a model saved by a training run (``model.keras``), with the project's custom objects registered.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.keras`` file.
+    compile : bool
+        Also restore the optimizer, loss and R² metrics (needs :mod:`training.metrics`, imported here).
+
+    Returns
+    -------
+    keras.Model
+    """
+    import training.metrics  # noqa: F401 - registers RSquared for deserialization
+
+    return keras.models.load_model(path, compile=compile)

@@ -1,0 +1,117 @@
+"""Tests of training/checkpoint.py: per-epoch checkpoints, --resume, and clean stops on SIGINT / SIGTERM."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from training_helpers import write_config, write_map_file
+
+from training import main as tmain
+from training.checkpoint import InterruptHandler, checkpoint_dir, has_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STEPS_PER_EPOCH = 8  # 32 training maps in batches of 4
+
+
+def log_epochs(out: Path) -> list[int]:
+    with open(out / "training.log") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def state(out: Path) -> dict:
+    return json.loads((out / "checkpoint" / "state.json").read_text())
+
+
+def optimizer_iterations(out: Path) -> int:
+    with np.load(out / "checkpoint" / "optimizer.npz") as f:
+        paths = list(f["paths"])
+        return int(f[f"v{paths.index(next(p for p in paths if p.endswith('/iteration')))}"])
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path, capsys):
+    """SIGTERM during training: exit 143 with a checkpoint; --resume then continues from it and completes the run."""
+    write_map_file(tmp_path / "maps.npz", nsims=40, npix=16, seed=0)
+    cfg = write_config(tmp_path / "config.json", "maps.npz", output_dir="out", epochs=200)
+    out = tmp_path / "out"
+    with open(tmp_path / "stdout.txt", "w") as stdout, open(tmp_path / "stderr.txt", "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "training" / "main.py"), str(cfg)], stdout=stdout, stderr=stderr
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while not has_checkpoint(out) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert rc == 128 + signal.SIGTERM, err[-2000:]
+    assert "interrupted: SIGTERM received" in err and "continue with --resume" in err
+    assert "Traceback" not in err
+    st = state(out)
+    done, iterations = st["epoch"], optimizer_iterations(out)
+    assert 1 <= done < 200 and not st["finished"]
+    assert iterations >= done * STEPS_PER_EPOCH  # the weights may be from within the interrupted epoch
+    assert st["early_stopping"]["best"] is not None and st["learning_rate"] == pytest.approx(1e-3)
+    assert log_epochs(out) == list(range(done))
+    assert not (out / "summary.json").exists()
+
+    # Resume for one more epoch: the optimizer state continues from the checkpoint.
+    assert tmain.main([str(cfg), "--resume", "--epochs", str(done + 1)]) == 0
+    assert log_epochs(out) == list(range(done + 1))
+    assert optimizer_iterations(out) == iterations + STEPS_PER_EPOCH
+    st = state(out)
+    assert st["finished"] and st["epoch"] == done + 1 and (out / "checkpoint" / "best_weights.npz").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_run"] == done + 1 and summary["total_wall_time_s"] > summary["wall_time_s"] > 0
+
+    # A finished run has nothing to resume; a changed config is refused.
+    before = (out / "training.log").read_text()
+    capsys.readouterr()
+    assert tmain.main([str(cfg), "--resume", "--epochs", str(done + 1)]) == 0
+    assert f"already finished after {done + 1} epochs" in capsys.readouterr().out
+    assert (out / "training.log").read_text() == before
+    other = cfg.with_name("changed.json")
+    other.write_text(json.dumps(json.loads(cfg.read_text()) | {"seed": 8}))
+    assert tmain.main([str(other), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot resume: config key 'seed' is 8 but the checkpoint was made with 7;")
+
+
+def test_interrupt_handler_turns_signals_into_a_flag():
+    previous = signal.getsignal(signal.SIGINT)
+    with InterruptHandler() as handler:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert handler.signum == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C aborts at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_checkpoint_falls_back_to_the_swapped_out_copy(tmp_path):
+    assert not has_checkpoint(tmp_path)
+    (tmp_path / "checkpoint.old").mkdir()
+    (tmp_path / "checkpoint.old" / "state.json").write_text("{}")
+    assert has_checkpoint(tmp_path) and checkpoint_dir(tmp_path) == tmp_path / "checkpoint.old"
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.json").write_text("{}")
+    assert checkpoint_dir(tmp_path) == tmp_path / "checkpoint"
+
+
+def test_log_is_truncated_to_the_checkpointed_epochs(tmp_path):
+    log = tmp_path / "training.log"
+    log.write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.4\n")
+    tmain._truncate_log(log, 2)
+    assert log.read_text() == "epoch,loss\n0,1.0\n1,0.5\n"
