@@ -368,6 +368,16 @@ class Checkpointer(keras.callbacks.Callback):
         self.state.backend = keras.backend.backend()
         return save_checkpoint(self.output_dir, self.model, self.state, self.early_stopping.best_weights)
 
+    def mark_finished(self) -> None:
+        """Flag the run as finished in ``state.json``.
+
+        The checkpoint keeps the weights of the last epoch (not the best ones restored for the saved model), so
+        that ``--resume`` with a larger ``--epochs`` continues exactly where training stopped.
+        """
+        self.state.finished = True
+        self.state.wall_time_s = self.wall_before + time.monotonic() - self._session_start
+        save_json(checkpoint_dir(self.output_dir) / STATE_FILE, dataclasses.asdict(self.state))
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._record(epoch + 1)
         self.save()

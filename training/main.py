@@ -207,8 +207,11 @@ def train(cfg: TrainingConfig, resume: bool = False) -> dict[str, Any]:
     get_model_builder(cfg.model)
     optimizer = make_optimizer(cfg.optimizer, cfg.learning_rate)
     loss = check_loss(cfg.loss)
-    if cfg.tensboard_log and importlib.util.find_spec("tensorflow") is None:
-        raise TrainingError("tensboard_log needs TensorFlow installed (pip install tensorflow) or set it to false")
+    if cfg.tensboard_log and not all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):
+        raise TrainingError(
+            "tensboard_log needs TensorFlow and TensorBoard installed (pip install tensorflow tensorboard); "
+            "or set it to false"
+        )
 
     state = RunState(learning_rate=cfg.learning_rate, config=cfg.to_dict())
     if resume:
@@ -286,8 +289,7 @@ def train(cfg: TrainingConfig, resume: bool = False) -> dict[str, Any]:
 
     session_time = time.monotonic() - start
     summary = _write_final_outputs(cfg, model, bundle, state, early_stopping, session_time, checkpointer.wall_before)
-    state.finished = True
-    checkpointer.save()
+    checkpointer.mark_finished()
     print(f"outputs written to {out}")
     return summary
 
