@@ -180,6 +180,24 @@ def test_resume_reproduces_an_uninterrupted_run(run, tmp_path):
     assert summary["test_r2"] == pytest.approx(reference_summary["test_r2"], rel=1e-3)
 
 
+def test_model_diagram_only_with_pydot_and_graphviz(tmp_path, monkeypatch, capsys):
+    drawn = []
+
+    def fake_plot_model(model, to_file, **kwargs):
+        Path(to_file).write_bytes(b"PNG")
+        drawn.append(Path(to_file).name)
+
+    monkeypatch.setattr(keras.utils, "plot_model", fake_plot_model)
+    monkeypatch.setattr(tmain.shutil, "which", lambda name: None)
+    assert not tmain.write_model_diagram(None, tmp_path / "model_architecture.png")
+    assert "skipped (install pydot and Graphviz" in capsys.readouterr().out
+    monkeypatch.setattr(tmain.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(tmain.importlib.util, "find_spec", lambda name: object())
+    assert tmain.write_model_diagram(None, tmp_path / "model_architecture.png")
+    assert drawn == [".partial-model_architecture.png"]  # drawn under a temporary name with the .png ending
+    assert (tmp_path / "model_architecture.png").read_bytes() == b"PNG"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Bad input: one line on stderr, exit status 2.
 

@@ -217,11 +217,12 @@ class Standardization:
 
     def apply(self, name: str, x: np.ndarray) -> np.ndarray:
         """Standardize maps of array ``name`` (physical units → zero mean, unit variance), float32."""
-        return ((np.asarray(x, dtype=np.float64) - self.means[name]) / self.stds[name]).astype(np.float32)
+        # float32 arithmetic: this runs on every batch, and the maps are float32 already.
+        return (np.asarray(x, dtype=np.float32) - np.float32(self.means[name])) / np.float32(self.stds[name])
 
     def invert(self, name: str, x: np.ndarray) -> np.ndarray:
         """Map standardized values of array ``name`` back to physical units, float32."""
-        return (np.asarray(x, dtype=np.float64) * self.stds[name] + self.means[name]).astype(np.float32)
+        return np.asarray(x, dtype=np.float32) * np.float32(self.stds[name]) + np.float32(self.means[name])
 
     def to_npz_dicts(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The contents of ``map_means.npz`` and ``map_stds.npz``: keys ``<array>_mean`` and ``<array>_std``."""
