@@ -72,7 +72,7 @@ def naive_map_set(settings: SimulationSettings, sim: MapSetSimulator, seed: int)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=64, help="map sets per timed call (the pipeline's chunk)")
+    parser.add_argument("--batch", type=int, default=16, help="map sets per timed call (the pipeline's chunk)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (best is kept)")
     parser.add_argument("--naive-maps", type=int, default=20, help="map sets for the naive path")
     args = parser.parse_args(argv)

@@ -17,8 +17,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from datapipe.errors import PipelineError  # noqa: E402
 from datapipe.settings import ALL_MAPS, DEFAULT_MAPS, QE_MAPS, SimulationSettings  # noqa: E402
 
-#: Map sets simulated by the bare command (about a minute on 2 cores); the paper used 70,000.
-DEFAULT_NSIMS = 5000
+#: Map sets simulated by the bare command (about a minute on one core here); the paper used 70,000.
+DEFAULT_NSIMS = 10000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra simulations averaged into the QE mean field subtracted from rec_* (0: none)")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (the output is identical for any number)")
-    p.add_argument("--chunk-size", type=int, default=64,
+    p.add_argument("--chunk-size", type=int, default=16,
                    help="map sets simulated and written per chunk (the output does not depend on it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no plan summary and no progress bar")

@@ -113,7 +113,7 @@ def simulate_chunks(simulator: MapSetSimulator, ranges: list[tuple[int, int]],
 
 
 def run_simulation(settings: SimulationSettings, output: Path, nsims: int, *, workers: int = 1,
-                   chunk_size: int = 64, overwrite: bool = False, progress: bool = True) -> Path:
+                   chunk_size: int = 16, overwrite: bool = False, progress: bool = True) -> Path:
     """Simulate ``nsims`` map sets and write them to ``output`` plus ``window_info.npz`` beside it.
 
     Parameters
