@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from training_helpers import synthetic_maps, write_config, write_map_file
 
 from training import data as tdata
+from training.batches import MapDataset
 from training.config import TrainingError, load_config, validate_config
 from training.data import (
-    MapDataset,
+    DataSource,
     Standardization,
+    check_data,
     get_data_source,
+    inspect_map_file,
     list_map_file,
     load_data,
     read_maps,
@@ -185,13 +191,40 @@ def test_a_split_smaller_than_a_batch_is_an_error(map_file):
 
 
 def test_sources_are_chosen_by_keyword_then_suffix(monkeypatch):
-    assert get_data_source("a/b.npz") is tdata.map_file_source
-    assert get_data_source("b.H5") is tdata.map_file_source
+    assert get_data_source("a/b.npz").load is tdata.map_file_source
+    assert get_data_source("b.H5") is tdata.MAP_FILE_SOURCE
     with pytest.raises(TrainingError, match="not a supported data source; use a .npz file or a .h5 file"):
         get_data_source("maps.fits")
 
-    def fake(cfg):
-        return "bundle"
+    checked = []
+    monkeypatch.setitem(tdata.KEYWORD_SOURCES, "simulate", DataSource(load=lambda cfg: "bundle", check=checked.append))
+    cfg = validate_config({"data_path": "simulate"})
+    check_data(cfg)
+    assert checked == [cfg] and load_data(cfg) == "bundle"
 
-    monkeypatch.setitem(tdata.KEYWORD_SOURCES, "simulate", fake)
-    assert load_data(validate_config({"data_path": "simulate"})) == "bundle"
+
+def test_headers_give_shapes_without_reading_maps(map_file, tmp_path):
+    shapes = inspect_map_file(map_file)
+    assert shapes["q_len"] == (40, 16, 16) and "metadata" not in shapes
+    compressed = tmp_path / "c.npz"
+    np.savez_compressed(compressed, q_len=np.zeros((5, 8, 8), np.float32), metadata=np.array("{}"))
+    assert inspect_map_file(compressed) == {"q_len": (5, 8, 8)}
+
+
+def test_data_checks_run_without_keras(map_file):
+    """check_data() needs no Keras: bad data fails before a backend loads."""
+    cfg = write_config(map_file.parent / "c.json", map_file.name, imagesize=32)
+    code = (
+        "import sys\n"
+        "from training.config import load_config, TrainingError\n"
+        "from training.data import check_data\n"
+        f"cfg = load_config({str(cfg)!r})\n"
+        "try:\n    check_data(cfg)\nexcept TrainingError as exc:\n    print(exc)\n"
+        "print('keras' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "array 'q_len' holds 16x16 maps but imagesize is 32; set imagesize to the map size or regenerate the maps",
+        "False",
+    ]
+    check_data(load_config(write_config(map_file.parent / "ok.json", map_file.name)))  # passes

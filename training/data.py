@@ -1,20 +1,22 @@
-"""Training data: read the maps, split them, standardize them, serve them in batches.
+"""Training data: read the maps, split them, standardize them, hand them to Keras in batches.
 
 The training loop in ``training/main.py`` only sees a :class:`DataBundle`: three ``keras.utils.PyDataset`` objects
 (train, validation, test) that yield ``(inputs, targets)`` batches of standardized maps keyed by the model's input
 and output names, the :class:`Standardization` that maps them back to physical units, and the test split of every
-array in physical units. A *data source* is any function ``source(cfg) -> DataBundle``; :func:`load_data` picks one
-from the config's ``data_path``:
+array in physical units. A :class:`DataSource` builds the bundle (``load``) and may check the config against the
+data cheaply first (``check``, run before Keras is imported). :func:`get_data_source` picks it from ``data_path``:
 
 - a keyword registered in :data:`KEYWORD_SOURCES` (a later ``"simulate"`` source generates maps on the fly), else
 - the file suffix, looked up in :data:`FILE_SOURCES`: ``.npz`` (written by ``datapipe/datapipeline.py``) and
-  ``.h5`` / ``.hdf5`` (datasets at the file's root), both read by :func:`map_file_source`.
+  ``.h5`` / ``.hdf5`` (datasets at the file's root), both served by :data:`MAP_FILE_SOURCE`.
 
 A new source (streaming from HDF5, simulating) registers itself in one of these dicts; nothing else changes.
 
 Map files hold float arrays of shape (nsims, npix, npix) named as in the pipeline (``q_len``, ``u_len``,
 ``e_unl``, ``tru_kappa``, ``tru_tau``, ``rec_kappa``, …; CMB maps in μK, κ and τ dimensionless). Other entries
 (``metadata``) are ignored.
+
+This module does not import Keras (the batches live in :mod:`training.batches`, imported when a bundle is built).
 """
 
 from __future__ import annotations
@@ -26,15 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
 from training.config import TrainingConfig, TrainingError
 
 SPLIT_NAMES = ("train", "val", "test")
 NON_MAP_ENTRIES = frozenset({"metadata"})
-# Separate random streams derived from the one seed (split permutation, batch order).
-_SPLIT_STREAM, _SHUFFLE_STREAM = 0, 1
+# Random stream of the split permutation (training.batches uses stream 1 of the same seed for the batch order).
+_SPLIT_STREAM = 0
 # Maps per chunk when computing statistics, to bound the memory of float64 temporaries.
 _STATS_CHUNK = 256
 
@@ -43,18 +44,113 @@ _STATS_CHUNK = 256
 # Reading map files
 
 
+def _is_h5(path: Path) -> bool:
+    return path.suffix.lower() in (".h5", ".hdf5")
+
+
+def inspect_map_file(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the map arrays in a ``.npz`` or ``.h5`` file, read from headers only (no map data).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The map file.
+
+    Returns
+    -------
+    dict of str to tuple of int
+        Array name → shape, in file order; entries such as ``metadata`` left out.
+
+    Raises
+    ------
+    TrainingError
+        If the file does not exist or cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"data file {str(path)!r} does not exist (set data_path in the config)")
+    try:
+        if _is_h5(path):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                shapes = {k: tuple(f[k].shape) for k in f if isinstance(f[k], h5py.Dataset)}
+        else:
+            shapes = {}
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    name = info.filename.removesuffix(".npy")
+                    if name not in NON_MAP_ENTRIES:
+                        with zf.open(info) as member:
+                            shapes[name] = _npy_shape(member)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise TrainingError(f"cannot read data file {str(path)!r}: {exc}") from None
+    return {k: v for k, v in shapes.items() if k not in NON_MAP_ENTRIES}
+
+
+def _npy_shape(member: Any) -> tuple[int, ...]:
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        return tuple(np.lib.format.read_array_header_1_0(member)[0])
+    if version == (2, 0):
+        return tuple(np.lib.format.read_array_header_2_0(member)[0])
+    return np.lib.format.read_array(member, allow_pickle=False).shape  # other versions: rare, read the array
+
+
 def list_map_file(path: str | Path) -> list[str]:
     """Names of the map arrays in a ``.npz`` or ``.h5`` file (entries such as ``metadata`` left out)."""
-    path = Path(path)
-    if path.suffix in (".h5", ".hdf5"):
-        import h5py
+    return list(inspect_map_file(path))
 
-        with h5py.File(path, "r") as f:
-            names = [k for k in f if isinstance(f[k], h5py.Dataset)]
-    else:
-        with np.load(path, allow_pickle=False) as f:
-            names = list(f.files)
-    return [n for n in names if n not in NON_MAP_ENTRIES]
+
+def check_map_file(path: str | Path, names: Sequence[str], imagesize: int) -> int:
+    """Check from the file's headers that the named arrays exist and hold imagesize × imagesize maps.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``.npz`` or ``.h5`` / ``.hdf5`` file.
+    names : sequence of str
+        Arrays the run needs.
+    imagesize : int
+        Expected map side in pixels.
+
+    Returns
+    -------
+    int
+        Number of maps (nsims).
+
+    Raises
+    ------
+    TrainingError
+        If the file is missing or unreadable, an array is missing (the message lists what the file has), maps are
+        not imagesize × imagesize, or arrays hold different numbers of maps.
+    """
+    path = Path(path)
+    shapes = inspect_map_file(path)
+    missing = [n for n in names if n not in shapes]
+    if missing:
+        raise TrainingError(
+            f"data file {str(path)!r} lacks array(s) {', '.join(missing)}; it has: {', '.join(shapes) or 'none'}"
+        )
+    nsims = None
+    for name in names:
+        shape = shapes[name]
+        if len(shape) == 4 and shape[-1] == 1:
+            shape = shape[:3]
+        if len(shape) != 3:
+            raise TrainingError(f"array {name!r} in {str(path)!r} has shape {shape}; expected (nsims, npix, npix)")
+        if shape[1:] != (imagesize, imagesize):
+            raise TrainingError(
+                f"array {name!r} holds {shape[1]}x{shape[2]} maps but imagesize is {imagesize}; "
+                "set imagesize to the map size or regenerate the maps"
+            )
+        if nsims is None:
+            nsims = shape[0]
+        elif shape[0] != nsims:
+            raise TrainingError(
+                f"arrays in {str(path)!r} hold different numbers of maps: {names[0]!r} {nsims}, {name!r} {shape[0]}"
+            )
+    return int(nsims or 0)
 
 
 def read_maps(path: str | Path, names: Sequence[str], imagesize: int) -> dict[str, np.ndarray]:
@@ -77,42 +173,20 @@ def read_maps(path: str | Path, names: Sequence[str], imagesize: int) -> dict[st
     Raises
     ------
     TrainingError
-        If the file is missing or unreadable, an array is missing (the message lists what the file has), maps are
-        not imagesize × imagesize, arrays hold different numbers of maps, or a map has NaN or inf values.
+        On any problem listed in :func:`check_map_file`, or if a map has NaN or inf values (the message names the
+        array and the map index).
     """
     path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"data file {str(path)!r} does not exist (set data_path in the config)")
+    check_map_file(path, names, imagesize)
     try:
-        available = list_map_file(path)
-        missing = [n for n in names if n not in available]
-        if missing:
-            raise TrainingError(
-                f"data file {str(path)!r} lacks array(s) {', '.join(missing)}; it has: {', '.join(available) or 'none'}"
-            )
         arrays = _read_arrays(path, names)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise TrainingError(f"cannot read data file {str(path)!r}: {exc}") from None
-
-    nsims = None
     for name, arr in arrays.items():
-        if arr.ndim == 4 and arr.shape[-1] == 1:
+        if arr.ndim == 4:
             arr = arrays[name] = arr[..., 0]
-        if arr.ndim != 3:
-            raise TrainingError(f"array {name!r} in {str(path)!r} has shape {arr.shape}; expected (nsims, npix, npix)")
-        if arr.shape[1:] != (imagesize, imagesize):
-            raise TrainingError(
-                f"array {name!r} holds {arr.shape[1]}x{arr.shape[2]} maps but imagesize is {imagesize}; "
-                "set imagesize to the map size or regenerate the maps"
-            )
         if not np.issubdtype(arr.dtype, np.floating):
             arr = arrays[name] = arr.astype(np.float32)
-        if nsims is None:
-            nsims = arr.shape[0]
-        elif arr.shape[0] != nsims:
-            raise TrainingError(
-                f"arrays in {str(path)!r} hold different numbers of maps: {names[0]!r} {nsims}, {name!r} {arr.shape[0]}"
-            )
         bad = np.flatnonzero(~np.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1))
         if bad.size:
             raise TrainingError(
@@ -123,7 +197,7 @@ def read_maps(path: str | Path, names: Sequence[str], imagesize: int) -> dict[st
 
 
 def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
-    if path.suffix in (".h5", ".hdf5"):
+    if _is_h5(path):
         import h5py
 
         with h5py.File(path, "r") as f:
@@ -168,6 +242,22 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> dict[str, np
     perm = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(n)
     bounds = np.cumsum((0, *counts))
     return {name: np.sort(perm[bounds[i] : bounds[i + 1]]) for i, name in enumerate(SPLIT_NAMES)}
+
+
+def check_split_sizes(n: int, fractions: Sequence[float], batch_size: int) -> None:
+    """Require every split of ``n`` maps to hold at least one batch.
+
+    Raises
+    ------
+    TrainingError
+        Naming the split, its size and the remedies.
+    """
+    for label, count in zip(("training", "validation", "test"), split_counts(n, fractions), strict=True):
+        if count < batch_size:
+            raise TrainingError(
+                f"the {label} split has {count} of {n} maps, fewer than one batch (batch_size {batch_size}); "
+                "use more maps, a smaller batch_size or other split fractions"
+            )
 
 
 @dataclasses.dataclass
@@ -240,97 +330,6 @@ class Standardization:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Batches
-
-
-class MapDataset(keras.utils.PyDataset):
-    """Batches of standardized maps, ``(inputs, targets)`` dicts keyed by model input and output names.
-
-    The dataset keeps the arrays in physical units and standardizes each batch as it is drawn, so no standardized
-    copy of the data is held in memory. With ``shuffle``, the batch order of epoch *e* is a permutation drawn from
-    ``numpy.random.default_rng([seed, 1, e])``: reproducible, and the same after a resume (see :meth:`set_epoch`).
-
-    Parameters
-    ----------
-    arrays : mapping of str to array
-        Arrays by name, (nsims, npix, npix) each; NumPy arrays or h5py datasets.
-    indices : numpy.ndarray
-        Maps of this split.
-    inputs, targets : dict of str to str
-        Model input / output name → array name (``feat_used``, ``target_used``). ``targets`` may be empty.
-    standardization : Standardization
-        Statistics of the training split.
-    batch_size : int
-        Maps per batch; the last batch may be smaller.
-    shuffle : bool
-        Draw a new map order every epoch.
-    seed : int
-        Seed of the shuffling.
-    **kwargs
-        Passed to ``keras.utils.PyDataset`` (``workers``, ``use_multiprocessing``, ``max_queue_size``).
-    """
-
-    def __init__(
-        self,
-        arrays: Mapping[str, Any],
-        indices: np.ndarray,
-        inputs: Mapping[str, str],
-        targets: Mapping[str, str],
-        standardization: Standardization,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.arrays = arrays
-        self.indices = np.asarray(indices)
-        self.inputs = dict(inputs)
-        self.targets = dict(targets)
-        self.standardization = standardization
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
-        self._order_epoch: int | None = None
-        self._order = self.indices
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.indices) / self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch counter (the shuffling stream), e.g. to the epoch a resumed run restarts from."""
-        self.epoch = int(epoch)
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-
-    def _current_order(self) -> np.ndarray:
-        if not self.shuffle:
-            return self.indices
-        if self._order_epoch != self.epoch:
-            rng = np.random.default_rng([self.seed, _SHUFFLE_STREAM, self.epoch])
-            self._order = self.indices[rng.permutation(len(self.indices))]
-            self._order_epoch = self.epoch
-        return self._order
-
-    def batch_indices(self, index: int) -> np.ndarray:
-        """Map indices of batch ``index`` of the current epoch (sorted, which h5py needs for reading)."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} out of range ({len(self)} batches)")
-        return np.sort(self._current_order()[index * self.batch_size : (index + 1) * self.batch_size])
-
-    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        idx = self.batch_indices(index)
-        std = self.standardization
-
-        def take(names: Mapping[str, str]) -> dict[str, np.ndarray]:
-            return {key: std.apply(arr, self.arrays[arr][idx])[..., None] for key, arr in names.items()}
-
-        return take(self.inputs), take(self.targets)
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Data sources
 
 
@@ -355,9 +354,9 @@ class DataBundle:
         One line describing where the maps came from (for logs and ``summary.json``).
     """
 
-    train: keras.utils.PyDataset
-    val: keras.utils.PyDataset
-    test: keras.utils.PyDataset
+    train: Any
+    val: Any
+    test: Any
     standardization: Standardization
     test_arrays: dict[str, np.ndarray]
     sizes: dict[str, int]
@@ -365,11 +364,31 @@ class DataBundle:
     source: str = ""
 
 
-DataSource = Callable[[TrainingConfig], DataBundle]
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """A way of producing the training data.
+
+    Attributes
+    ----------
+    load : callable
+        ``load(cfg) -> DataBundle``.
+    check : callable, optional
+        ``check(cfg) -> None``: cheap checks of the config against the data (raising :class:`TrainingError`),
+        run before Keras is imported so that bad input fails fast.
+    """
+
+    load: Callable[[TrainingConfig], DataBundle]
+    check: Callable[[TrainingConfig], None] | None = None
+
+
+def check_map_file_source(cfg: TrainingConfig) -> None:
+    """Check a map file from its headers: arrays present, map size, maps enough for one batch per split."""
+    nsims = check_map_file(cfg.resolve(cfg.data_path), cfg.arrays, cfg.imagesize)
+    check_split_sizes(nsims, cfg.splits, cfg.batch_size)
 
 
 def map_file_source(cfg: TrainingConfig) -> DataBundle:
-    """Data source for a ``.npz`` / ``.h5`` map file: read the needed arrays into memory, split, standardize.
+    """Load a ``.npz`` / ``.h5`` map file: read the needed arrays into memory, split, standardize.
 
     Parameters
     ----------
@@ -389,16 +408,12 @@ def map_file_source(cfg: TrainingConfig) -> DataBundle:
     path = cfg.resolve(cfg.data_path)
     arrays = read_maps(path, cfg.arrays, cfg.imagesize)
     nsims = len(next(iter(arrays.values())))
+    check_split_sizes(nsims, cfg.splits, cfg.batch_size)
     splits = split_indices(nsims, cfg.splits, cfg.seed)
-    label = {"train": "training", "val": "validation", "test": "test"}
-    for name, idx in splits.items():
-        if idx.size < cfg.batch_size:
-            raise TrainingError(
-                f"the {label[name]} split has {idx.size} of {nsims} maps, fewer than one batch (batch_size "
-                f"{cfg.batch_size}); use more maps, a smaller batch_size or other split fractions"
-            )
     used = {**cfg.feat_used, **cfg.target_used}
     std = Standardization.fit({a: arrays[a] for a in used.values()}, splits["train"])
+
+    from training.batches import MapDataset  # Keras enters here, once the data checked out
 
     def dataset(name: str) -> MapDataset:
         return MapDataset(
@@ -424,10 +439,12 @@ def map_file_source(cfg: TrainingConfig) -> DataBundle:
     )
 
 
+#: The in-memory map-file source (``.npz``, ``.h5``).
+MAP_FILE_SOURCE = DataSource(load=map_file_source, check=check_map_file_source)
 #: Sources selected by a keyword as ``data_path`` (e.g. a future ``"simulate"``).
 KEYWORD_SOURCES: dict[str, DataSource] = {}
 #: Sources selected by the suffix of ``data_path``.
-FILE_SOURCES: dict[str, DataSource] = {".npz": map_file_source, ".h5": map_file_source, ".hdf5": map_file_source}
+FILE_SOURCES: dict[str, DataSource] = {".npz": MAP_FILE_SOURCE, ".h5": MAP_FILE_SOURCE, ".hdf5": MAP_FILE_SOURCE}
 
 
 def get_data_source(data_path: str) -> DataSource:
@@ -447,6 +464,13 @@ def get_data_source(data_path: str) -> DataSource:
     raise TrainingError(f"data_path {data_path!r} is not a supported data source; use {' or '.join(options)}")
 
 
+def check_data(cfg: TrainingConfig) -> None:
+    """Run the cheap checks of the source named by ``cfg.data_path`` (no Keras import, no map data read)."""
+    source = get_data_source(cfg.data_path)
+    if source.check is not None:
+        source.check(cfg)
+
+
 def load_data(cfg: TrainingConfig) -> DataBundle:
     """Build the :class:`DataBundle` of a run from the source named by ``cfg.data_path``."""
-    return get_data_source(cfg.data_path)(cfg)
+    return get_data_source(cfg.data_path).load(cfg)

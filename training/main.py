@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = cfg.replace(**changes)
         # Before the first Keras import: the backends read these settings when they start.
         configure_gpu_memory(cfg.allocate_vram_an)
+        # Cheap data checks (file, arrays, map size, split sizes) before the backend loads: bad input fails fast,
+        # with nothing but the error line on stderr.
+        from training.data import check_data
+
+        check_data(cfg)
         from training.checkpoint import TrainingInterrupted
 
         try:
