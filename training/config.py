@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "tensboard_log": False,
     "seed": 43,
     "mixed_precision": None,
+    "simulation": None,
 }
 
 #: Older spellings accepted in config files, mapped to the current key.
@@ -106,6 +107,8 @@ class TrainingConfig:
         Seed of the split permutation, the batch shuffling and the weight initialisation.
     mixed_precision : str or None
         ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+    simulation : dict or None
+        Settings of on-the-fly simulation when ``data_path`` is ``"simulate"`` (see :mod:`training.simsource`).
     config_dir : pathlib.Path
         Folder against which relative paths are resolved (that of the config file).
     """
@@ -133,6 +136,7 @@ class TrainingConfig:
     tensboard_log: bool
     seed: int
     mixed_precision: str | None
+    simulation: dict[str, Any] | None
     config_dir: Path
 
     def resolve(self, path: str | Path) -> Path:
@@ -291,6 +295,9 @@ def validate_config(raw: Mapping[str, Any], config_dir: str | Path = ".") -> Tra
         raise TrainingError(
             f'mixed_precision must be null, "mixed_float16" or "mixed_bfloat16", got {v["mixed_precision"]!r}'
         )
+
+    if v["simulation"] is not None and not isinstance(v["simulation"], dict):
+        raise TrainingError(f"simulation must be an object of pipeline settings or null, got {v['simulation']!r}")
 
     config_dir = Path(config_dir).resolve()
     v["output_dir"] = (config_dir / Path(v["output_dir"]).expanduser()).resolve()

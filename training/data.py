@@ -6,7 +6,8 @@ and output names, the :class:`Standardization` that maps them back to physical u
 array in physical units. A :class:`DataSource` builds the bundle (``load``) and may check the config against the
 data cheaply first (``check``, run before Keras is imported). :func:`get_data_source` picks it from ``data_path``:
 
-- a keyword registered in :data:`KEYWORD_SOURCES` (a later ``"simulate"`` source generates maps on the fly), else
+- a keyword registered in :data:`KEYWORD_SOURCES` (``"simulate"`` generates maps on the fly, see
+  :mod:`training.simsource`), else
 - the file suffix, looked up in :data:`FILE_SOURCES`: ``.npz`` (written by ``datapipe/datapipeline.py``) and
   ``.h5`` / ``.hdf5`` (datasets at the file's root), both served by :data:`MAP_FILE_SOURCE`.
 
@@ -441,8 +442,20 @@ def map_file_source(cfg: TrainingConfig) -> DataBundle:
 
 #: The in-memory map-file source (``.npz``, ``.h5``).
 MAP_FILE_SOURCE = DataSource(load=map_file_source, check=check_map_file_source)
-#: Sources selected by a keyword as ``data_path`` (e.g. a future ``"simulate"``).
-KEYWORD_SOURCES: dict[str, DataSource] = {}
+def _load_simulation(cfg: TrainingConfig) -> DataBundle:
+    from training.simsource import load_simulation_source
+
+    return load_simulation_source(cfg)
+
+
+def _check_simulation(cfg: TrainingConfig) -> None:
+    from training.simsource import check_simulation_source
+
+    check_simulation_source(cfg)
+
+
+#: Sources selected by a keyword as ``data_path``: ``"simulate"`` trains on fresh simulations (training.simsource).
+KEYWORD_SOURCES: dict[str, DataSource] = {"simulate": DataSource(load=_load_simulation, check=_check_simulation)}
 #: Sources selected by the suffix of ``data_path``.
 FILE_SOURCES: dict[str, DataSource] = {".npz": MAP_FILE_SOURCE, ".h5": MAP_FILE_SOURCE, ".hdf5": MAP_FILE_SOURCE}
 

@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--resume", action="store_true", help="continue the run checkpointed in output_dir from its last epoch"
     )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="MINUTES",
+        help="stop after the last epoch that fits in this wall time (counted from the start, data loading "
+        "included), then write every output; --resume continues such a run",
+    )
     return parser.parse_args(argv)
 
 
@@ -62,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             changes["output_dir"] = str(Path(args.output_dir).resolve())
         if changes:
             cfg = cfg.replace(**changes)
+        if args.time_limit is not None and not args.time_limit > 0:
+            raise TrainingError(f"--time-limit must be a positive number of minutes, got {args.time_limit}")
         # Before the first Keras import: the backends read these settings when they start.
         configure_gpu_memory(cfg.allocate_vram_an)
         # Cheap data checks (file, arrays, map size, split sizes) before the backend loads: bad input fails fast,
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.checkpoint import TrainingInterrupted
 
         try:
-            train(cfg, resume=args.resume)
+            train(cfg, resume=args.resume, time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
         except TrainingInterrupted as exc:
             print(
                 f"interrupted: {exc}; checkpoint saved in {cfg.output_dir}; continue with --resume",
@@ -164,7 +173,7 @@ def write_model_diagram(model: Any, path: Path) -> bool:
     return True
 
 
-def train(cfg: TrainingConfig, resume: bool = False) -> dict[str, Any]:
+def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None = None) -> dict[str, Any]:
     """Run (or resume) one training run and write all its outputs.
 
     Parameters
@@ -173,6 +182,9 @@ def train(cfg: TrainingConfig, resume: bool = False) -> dict[str, Any]:
         The validated config.
     resume : bool
         Continue from the checkpoint in ``cfg.output_dir``.
+    time_limit_s : float, optional
+        Wall-clock budget of this session in seconds: training stops after the last epoch expected to end in time
+        (an epoch is assumed to last as long as the longest so far), then the outputs are written.
 
     Returns
     -------
@@ -271,6 +283,8 @@ def train(cfg: TrainingConfig, resume: bool = False) -> dict[str, Any]:
     if cfg.tensboard_log:
         logdir = out / "logs" / "fit" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(logdir), histogram_freq=1))
+    if time_limit_s is not None:
+        callbacks.append(WallClockLimit(start + time_limit_s))
 
     initial_epoch = state.epoch
     if state.stopped_early:
@@ -286,6 +300,8 @@ def train(cfg: TrainingConfig, resume: bool = False) -> dict[str, Any]:
                 shuffle=False,  # the PyDataset shuffles itself, from the seed
                 verbose=1 if sys.stdout.isatty() else 2,  # a progress bar only on a terminal
             )
+        if hasattr(bundle.train, "close"):
+            bundle.train.close()  # stop the workers of an on-the-fly stream
         if interrupt is not None and interrupt.signum is not None:
             raise TrainingInterrupted(interrupt.signum, state.epoch)
     if early_stopping.best_weights is not None:
@@ -297,6 +313,29 @@ def train(cfg: TrainingConfig, resume: bool = False) -> dict[str, Any]:
     checkpointer.mark_finished()
     print(f"outputs written to {out}")
     return summary
+
+
+def WallClockLimit(deadline: float) -> Any:  # noqa: N802 - builds a Keras callback lazily (Keras is imported late)
+    """A callback that stops training after the last epoch expected to end before ``deadline`` (monotonic s)."""
+    import keras
+
+    class _WallClockLimit(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.longest = 0.0
+            self.epoch_start = time.monotonic()
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch_start = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            now = time.monotonic()
+            self.longest = max(self.longest, now - self.epoch_start)
+            if now + self.longest > deadline:
+                print(f"time limit: stopping after epoch {epoch + 1} (another would end past the limit)")
+                self.model.stop_training = True
+
+    return _WallClockLimit()
 
 
 def _write_final_outputs(

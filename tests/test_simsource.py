@@ -1,0 +1,147 @@
+"""Training on fresh simulations streamed from the pipeline (``"data_path": "simulate"``)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from datapipe.fields import map_set_rng
+from datapipe.settings import SimulationSettings
+from datapipe.simulate import MapSetSimulator
+from training import main as tmain
+from training.config import TrainingError, validate_config
+from training.data import Standardization
+from training.simsource import PILOT_STREAM, TEST_STREAM, VAL_STREAM, parse_simulation_block
+
+SIM = {"npix": 32, "taper_deg": 0.3, "steps_per_epoch": 3, "val_maps": 8, "test_maps": 8, "pilot_maps": 16,
+       "workers": 2, "qe_mean_field_sims": 8, "seed": 5}
+# Dropout off: a resumed run then reproduces an uninterrupted one exactly (the dropout RNG is not checkpointed).
+TINY = {"data_path": "simulate", "imagesize": 32, "batch_size": 4, "epochs": 2, "learning_rate": 1e-3, "seed": 3,
+        "dropval": 0.0, "simulation": SIM}
+OUTPUTS = ["training.log", "map_means.npz", "map_stds.npz", "model.keras", "model.weights.h5",
+           "model_architecture.json", "predictions.npz", "test_data.npz", "summary.json", "checkpoint/state.json"]
+
+
+def write_config(folder, **changes):
+    cfg = {**TINY, "output_dir": "out", **changes}
+    path = folder / "config.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("otf")
+    cfg = write_config(folder)
+    assert tmain.main([str(cfg)]) == 0
+    return folder
+
+
+def test_a_tiny_on_the_fly_run_writes_every_output(run):
+    out = run / "out"
+    for name in OUTPUTS:
+        assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["maps"] == {"train": 12, "val": 8, "test": 8}
+    assert "on-the-fly" in summary["data_source"]
+    with np.load(out / "predictions.npz") as p, np.load(out / "test_data.npz") as t:
+        assert p["kappa_pred"].shape == (8, 32, 32)
+        assert {"q_len_test", "tru_kappa_test", "rec_kappa_test", "rec_tau_test"} <= set(t.files)
+    # The test set is the fixed stream-3 simulation, in physical units.
+    settings = SimulationSettings(npix=32, taper_deg=0.3, seed=5, qe_mean_field_sims=8, maps=("q_len",))
+    expected = MapSetSimulator(settings).simulate(np.arange(8), TEST_STREAM)["q_len"]
+    with np.load(out / "test_data.npz") as t:
+        np.testing.assert_array_equal(t["q_len_test"], expected)
+    with np.load(out / "map_stds.npz") as s:
+        assert set(s.files) == {"q_len_std", "u_len_std", "e_unl_std", "tru_tau_std", "tru_kappa_std"}
+
+
+def _stream(**kw):
+    from training.simstream import SimulationStream
+
+    settings = SimulationSettings(npix=32, taper_deg=0.3, seed=9, maps=("q_len", "u_len", "tru_kappa"))
+    std = Standardization({"q_len": 0.0, "u_len": 0.0, "tru_kappa": 0.0}, {"q_len": 3.0, "u_len": 3.0,
+                                                                          "tru_kappa": 0.05})
+    args = dict(batch_size=4, steps_per_epoch=3, workers=0)
+    args.update(kw)
+    return SimulationStream(settings, {"qlen": "q_len", "ulen": "u_len"}, {"kappa": "tru_kappa"}, std, **args)
+
+
+def test_stream_is_deterministic_differs_between_epochs_and_matches_the_pipeline():
+    a, b = _stream(), _stream(workers=2, prefetch=3)
+    try:
+        first = [a[i][0]["qlen"] for i in range(3)]
+        np.testing.assert_array_equal(first[1], b[1][0]["qlen"])  # processes and prefetching change nothing
+        a.on_epoch_end()
+        second = a[0][0]["qlen"]
+        assert not np.allclose(second, first[0])
+        # Batch 0 of epoch 1 holds map sets 12..15 of the pipeline's stream 0.
+        pipeline = MapSetSimulator(a.settings).simulate(np.arange(12, 16))["q_len"]
+        np.testing.assert_allclose(second[..., 0], pipeline / 3.0, rtol=1e-6)
+    finally:
+        b.close()
+
+
+def test_resume_continues_the_sequence():
+    straight = _stream()
+    straight.on_epoch_end()
+    resumed = _stream()
+    resumed.set_epoch(1)
+    np.testing.assert_array_equal(straight[2][1]["kappa"], resumed[2][1]["kappa"])
+
+
+def test_validation_and_test_seeds_never_overlap_the_training_stream():
+    train_draws = {tuple(map_set_rng(5, i, 0).random(4)) for i in range(2000)}
+    for stream in (VAL_STREAM, TEST_STREAM, PILOT_STREAM):
+        assert not train_draws & {tuple(map_set_rng(5, i, stream).random(4)) for i in range(2000)}
+
+
+def test_resumed_on_the_fly_run_matches_an_uninterrupted_one(run, tmp_path):
+    cfg = write_config(tmp_path, epochs=1)
+    assert tmain.main([str(cfg)]) == 0
+    assert tmain.main([str(cfg), "--resume", "--epochs", "2"]) == 0
+    with open(run / "out" / "training.log") as f:
+        reference = f.read().splitlines()
+    with open(tmp_path / "out" / "training.log") as f:
+        resumed = f.read().splitlines()
+    assert len(resumed) == len(reference) == 3
+    ref_loss = [float(x) for x in reference[-1].split(",")[1:]]
+    got_loss = [float(x) for x in resumed[-1].split(",")[1:]]
+    np.testing.assert_allclose(got_loss, ref_loss, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "simulation,fragment",
+    [
+        ({"null_fraction": 1.5}, "null fraction must lie in [0, 1]"),
+        ({"npix": 64}, "differs from imagesize"),
+        ({"noise_uk_arcmn": 1}, "did you mean 'noise_uk_arcmin'"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch must be an integer >= 1"),
+        ({"val_maps": 2}, "fewer than one batch"),
+        ({"pixel_arcmin": -1}, "pixel size must be positive"),
+    ],
+)
+def test_bad_simulation_settings_exit_2_with_the_pipelines_message(tmp_path, capsys, simulation, fragment):
+    cfg = write_config(tmp_path, simulation={**SIM, **simulation})
+    assert tmain.main([str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_simulation_block_defaults_follow_the_pipeline():
+    cfg = validate_config({"data_path": "simulate"})
+    settings, opts = parse_simulation_block(None, cfg)
+    assert settings.npix == 128 and settings.pixel_arcmin == 2.34375 and settings.null_fraction == 0.2
+    assert settings.maps == tuple(cfg.arrays) and opts.steps_per_epoch == 1000
+    with pytest.raises(TrainingError, match="simulation must be an object"):
+        validate_config({"data_path": "simulate", "simulation": [1, 2]})
+
+
+def test_time_limit_stops_early_and_writes_outputs(tmp_path):
+    cfg = write_config(tmp_path, epochs=50, simulation={**SIM, "workers": 1})
+    assert tmain.main([str(cfg), "--time-limit", "0.01"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["epochs_run"] == 1
+    shutil.rmtree(tmp_path / "out")
