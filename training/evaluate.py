@@ -1114,7 +1114,7 @@ def run_evaluation(
     bias_data : str or pathlib.Path, optional
         Read its τ-free lensed maps from this file instead of simulating them.
     bias_nsims : int
-        Map sets simulated for the bias test.
+        Map sets simulated for the bias test (or read from ``bias_data``: the first ``bias_nsims``).
     bias_seed : int, optional
         Their seed (default: the data's seed + 1).
     save_predictions : bool
@@ -1212,7 +1212,7 @@ def run_evaluation(
     if bias_test:
         if bias_data is not None:
             names = [*network.inputs.values(), "tru_kappa", "rec_tau"]
-            bias = load_map_data(bias_data, names, max_maps, pixel_arcmin)
+            bias = load_map_data(bias_data, names, bias_nsims, pixel_arcmin)
             for note in bias.notes:
                 log(f"note: {note}")
             if "tru_tau" in bias.arrays and not null_maps(bias.arrays["tru_tau"]).all():
@@ -1271,7 +1271,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pixel-arcmin", type=float, help="pixel size in arcmin for data without metadata")
     p.add_argument("--bias-test", action="store_true", help="run the lensing-bias test (tau = 0, lensing on)")
     p.add_argument("--bias-data", help="read the bias test's maps from this file (made with --no-tau) instead")
-    p.add_argument("--bias-nsims", type=int, default=64, help="map sets simulated for the bias test (default 64)")
+    p.add_argument("--bias-nsims", type=int, default=64,
+                   help="map sets simulated (or read from --bias-data) for the bias test (default 64)")
     p.add_argument("--bias-seed", type=int, help="seed of the bias-test simulation (default: the data's seed + 1)")
     p.add_argument("--save-predictions", action="store_true", help="also write predictions.npz (physical units)")
     return p.parse_args(argv)
