@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Train the reference networks on a lent GPU (see scripts/gpu_train.py). Run from the repository root:
+#   bash scripts/gpu_train.sh OUTDIR [extra gpu_train.py options]
+# On the device machine: carry .whl (the wheels listed in scripts/gpu_wheels.txt) and pass $OUT as OUTDIR.
+set -euo pipefail
+out=${1:?usage: gpu_train.sh OUTDIR [options]}
+shift
+mkdir -p "$out"
+if ! python3 -c 'import keras, pixell, symlens' 2>/dev/null && [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+else
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+export KERAS_BACKEND=${KERAS_BACKEND:-jax}
+export PYTHONUNBUFFERED=1
+python3 scripts/gpu_train.py --out "$out" "$@" 2>&1 | tee "$out/gpu_run.log"
