@@ -113,12 +113,17 @@ def test_taper_from_window_file_metadata_or_none(data, tmp_path):
     assert any("w2 = 1" in note for note in plain.notes) and any("--pixel-arcmin" in note for note in plain.notes)
 
 
-def test_partial_reads_match_the_full_arrays(data):
+def test_partial_reads_match_the_full_arrays(data, tmp_path):
     full = ev.load_map_data(data, ["q_len", "tru_tau"])
     head = ev.load_map_data(data, ["q_len", "tru_tau", "no_such_array"], max_maps=5)
     assert head.nmaps == 5 and head.missing == ["no_such_array"]
+    # The same map sets written as HDF5 (map set i depends only on the seed and i).
+    h5 = ev.load_map_data(simulate(tmp_path / "maps.h5", 5, seed=read_metadata(data)["seed"]), ["q_len", "tru_tau"],
+                          max_maps=3)
+    assert h5.w2_source == "window_info.npz" and h5.w2 == full.w2
     for name in ("q_len", "tru_tau"):
         np.testing.assert_array_equal(head.arrays[name], full.arrays[name][:5])
+        np.testing.assert_array_equal(h5.arrays[name], full.arrays[name][:3])
 
 
 # --------------------------------------------------------------------------------------------------------------
