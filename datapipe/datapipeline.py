@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes (the output is identical for any number)")
     p.add_argument("--chunk-size", type=int, default=16,
                    help="map sets simulated and written per chunk (the output does not depend on it)")
+    p.add_argument("--mpi", action="store_true",
+                   help="run under MPI (mpi4py) even with one rank; automatic when mpirun/srun starts several "
+                        "ranks. Each rank writes a shard to OUTPUT.shards/ and rank 0 joins them in OUTPUT, an HDF5 "
+                        "virtual dataset (.h5 only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no plan summary and no progress bar")
     return p
@@ -93,25 +97,52 @@ def describe_plan(settings: SimulationSettings, nsims: int, output: Path, worker
             f"  output: {output} (expected {size / 1e9:.2f} GB) + {output.parent / 'window_info.npz'}")
 
 
+def describe_mpi(output: Path, nsims: int, size: int) -> str:
+    from datapipe.mpi import shard_folder
+
+    return (f"  MPI: {size} rank(s), {nsims // size}-{-(-nsims // size)} map sets each; shards in "
+            f"{shard_folder(output)}/, joined in {output.name} (keep them side by side)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    comm = None
     try:
-        settings = settings_from_args(args)
-        from datapipe.runner import run_simulation
-        from datapipe.writer import check_output_path
+        from datapipe.mpi import MPIAbort, get_world
 
-        check_output_path(args.output, args.overwrite)
-        if not args.quiet:
-            print(describe_plan(settings, args.nsims, args.output, args.workers), flush=True)
-        path = run_simulation(settings, args.output, args.nsims, workers=args.workers, chunk_size=args.chunk_size,
-                              overwrite=args.overwrite, progress=not args.quiet)
+        comm = get_world(args.mpi)
+        settings = settings_from_args(args)
+        if comm is None:
+            from datapipe.runner import run_simulation
+            from datapipe.writer import check_output_path
+
+            check_output_path(args.output, args.overwrite)
+            if not args.quiet:
+                print(describe_plan(settings, args.nsims, args.output, args.workers), flush=True)
+            path = run_simulation(settings, args.output, args.nsims, workers=args.workers,
+                                  chunk_size=args.chunk_size, overwrite=args.overwrite, progress=not args.quiet)
+        else:
+            from datapipe.mpi import run_simulation_mpi
+
+            plan = None
+            if not args.quiet:
+                plan = (describe_plan(settings, args.nsims, args.output, args.workers) + "\n"
+                        + describe_mpi(args.output, args.nsims, comm.Get_size()))
+            path = run_simulation_mpi(comm, settings, args.output, args.nsims, workers=args.workers,
+                                      chunk_size=args.chunk_size, overwrite=args.overwrite, progress=not args.quiet,
+                                      plan=plan)
+    except MPIAbort as exc:
+        if not exc.quiet:
+            print(f"datapipeline.py: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except PipelineError as exc:
-        print(f"datapipeline.py: error: {exc}", file=sys.stderr)
+        if comm is None or comm.Get_rank() == 0:  # every rank raises the same error: print it once
+            print(f"datapipeline.py: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("datapipeline.py: interrupted; no output written", file=sys.stderr)
         return 130
-    if not args.quiet:
+    if not args.quiet and (comm is None or comm.Get_rank() == 0):
         print(f"wrote {path}")
     return 0
 

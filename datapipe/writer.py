@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,11 +61,11 @@ class MapSetWriter:
         Array names, each (nsims, npix, npix) float32.
     nsims, npix : int
         Output shape.
-    metadata : dict
+    metadata : dict or None
         JSON-serializable run description stored with the data.
     """
 
-    def __init__(self, path: Path, names: list[str], nsims: int, npix: int, metadata: dict):
+    def __init__(self, path: Path, names: list[str], nsims: int, npix: int, metadata: dict | None):
         self.path = Path(path)
         self.names = list(names)
         self.nsims = nsims
@@ -108,10 +109,11 @@ class MapSetWriter:
 class NpzWriter(MapSetWriter):
     """Streams each array into its own ``.npy`` file, then packs them (uncompressed) into the ``.npz``.
 
-    The metadata is stored as the 0-d string array ``metadata`` (a JSON document).
+    The metadata is stored as the 0-d string array ``metadata`` (a JSON document); with ``metadata=None`` the file
+    holds the arrays only.
     """
 
-    def __init__(self, path: Path, names: list[str], nsims: int, npix: int, metadata: dict):
+    def __init__(self, path: Path, names: list[str], nsims: int, npix: int, metadata: dict | None):
         super().__init__(path, names, nsims, npix, metadata)
         self._tmpdir = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.parts-"))
         self._files = {}
@@ -134,8 +136,9 @@ class NpzWriter(MapSetWriter):
             for name in self.names:
                 zf.write(self._tmpdir / f"{name}.npy", arcname=f"{name}.npy")
                 os.remove(self._tmpdir / f"{name}.npy")
-            with zf.open("metadata.npy", "w") as member:
-                np.lib.format.write_array(member, np.array(json.dumps(self.metadata)))
+            if self.metadata is not None:
+                with zf.open("metadata.npy", "w") as member:
+                    np.lib.format.write_array(member, np.array(json.dumps(self.metadata)))
         os.chmod(tmp_zip, 0o644)
         os.replace(tmp_zip, self.path)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
@@ -160,9 +163,7 @@ class H5Writer(MapSetWriter):
         chunk_maps = max(1, min(nsims, 16))
         for name in self.names:
             self._h5.create_dataset(name, shape=(nsims, npix, npix), dtype="f4", chunks=(chunk_maps, npix, npix))
-        for key, value in metadata.items():
-            self._h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
-        self._h5.attrs["metadata"] = json.dumps(metadata)
+        write_h5_metadata(self._h5, metadata)
 
     def _write_chunk(self, name: str, start: int, chunk: np.ndarray) -> None:
         self._h5[name][start : start + chunk.shape[0]] = chunk
@@ -178,6 +179,69 @@ class H5Writer(MapSetWriter):
             self._h5.close()
         finally:
             self._tmp.unlink(missing_ok=True)
+
+
+def write_h5_metadata(h5: Any, metadata: dict) -> None:
+    """Store a run description as HDF5 file attributes: one per top-level key, plus ``metadata`` (all as JSON).
+
+    Parameters
+    ----------
+    h5 : h5py.File
+        File open for writing.
+    metadata : dict
+        JSON-serializable run description; dicts and lists become JSON strings.
+    """
+    for key, value in metadata.items():
+        h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    h5.attrs["metadata"] = json.dumps(metadata)
+
+
+def write_virtual_h5(path: Path, names: list[str], nsims: int, npix: int, shards: list[tuple[str, int, int]],
+                     metadata: dict) -> Path:
+    """Write an HDF5 file whose arrays are virtual datasets over shard files, atomically.
+
+    The result reads like a file from :class:`H5Writer` (arrays ``(nsims, npix, npix)`` float32 at the root,
+    metadata in the attributes) but holds no map data: each array maps the index range ``start .. stop`` onto the
+    same-named dataset of a shard. Maps no shard covers read as NaN.
+
+    Parameters
+    ----------
+    path : Path
+        Final output path (``.h5`` / ``.hdf5``).
+    names : list of str
+        Array names, present in every shard with shape ``(stop - start, npix, npix)``.
+    nsims, npix : int
+        Shape of the assembled arrays.
+    shards : list of (str, int, int)
+        ``(file, start, stop)`` per shard. A relative ``file`` is resolved by HDF5 against the folder of ``path``,
+        so the output and its shard folder can be moved together.
+    metadata : dict
+        JSON-serializable run description stored as attributes.
+
+    Returns
+    -------
+    Path
+        The output path.
+    """
+    import h5py
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            for name in names:
+                layout = h5py.VirtualLayout(shape=(nsims, npix, npix), dtype="f4")
+                for file, start, stop in shards:
+                    layout[start:stop] = h5py.VirtualSource(file, name, shape=(stop - start, npix, npix))
+                h5.create_virtual_dataset(name, layout, fillvalue=np.float32(np.nan))
+            write_h5_metadata(h5, metadata)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def open_writer(path: Path, names: list[str], nsims: int, npix: int, metadata: dict) -> MapSetWriter:
