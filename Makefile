@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt datapipe_requirements.txt tensorflowtraining_requirements.txt requirements-dev.txt pyproject.toml
 
-.PHONY: venv test demo lint spectra bench clean
+.PHONY: venv test demo lint spectra bench mpi clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ spectra: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_datapipe.py
+
+# mpi4py for MPI-sharded simulation (datapipe/mpi.py); needs an MPI library first (see requirements-mpi.txt).
+mpi: $(STAMP)
+	$(BIN)/python -m pip install -q -r requirements-mpi.txt
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache
