@@ -192,8 +192,8 @@ def test_a_split_smaller_than_a_batch_is_an_error(map_file):
 
 def test_sources_are_chosen_by_keyword_then_suffix(monkeypatch):
     assert get_data_source("a/b.npz").load is tdata.map_file_source
-    assert get_data_source("b.H5") is tdata.MAP_FILE_SOURCE
-    with pytest.raises(TrainingError, match="not a supported data source; use a .npz file or a .h5 file"):
+    assert get_data_source("b.H5") is tdata.H5_STREAM_SOURCE  # streamed, not loaded (training.h5stream)
+    with pytest.raises(TrainingError, match="not a supported data source; use 'simulate' or a .npz file or a .h5 file"):
         get_data_source("maps.fits")
 
     checked = []

@@ -54,12 +54,18 @@ DEFAULTS: dict[str, Any] = {
     "seed": 43,
     "mixed_precision": None,
     "simulation": None,
+    "data_workers": 1,
+    "data_multiprocessing": False,
+    "data_block_maps": 16,
+    "distribution": None,
 }
 
 #: Older spellings accepted in config files, mapped to the current key.
 ALIASES: dict[str, str] = {"model_name": "model"}
 
 MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
+#: Values of the ``distribution`` key besides null (see :mod:`training.distribution`).
+DISTRIBUTIONS = ("data_parallel",)
 SPLIT_KEYS = ("training_split", "val_split", "test_split")
 
 
@@ -109,6 +115,16 @@ class TrainingConfig:
         ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
     simulation : dict or None
         Settings of on-the-fly simulation when ``data_path`` is ``"simulate"`` (see :mod:`training.simsource`).
+    data_workers : int
+        Threads (or processes) preparing batches of map files ahead of the training loop; 1: in the loop's thread.
+    data_multiprocessing : bool
+        Prepare batches in processes instead of threads (each opens an HDF5 file itself).
+    data_block_maps : int
+        Consecutive maps per shuffled block when training batches stream from an HDF5 file (see
+        :mod:`training.h5stream`).
+    distribution : str or None
+        ``None`` (one device) or ``"data_parallel"``: every local accelerator (and every worker of a multi-node
+        job) holds a replica; the global batch is ``batch_size`` × replicas (see :mod:`training.distribution`).
     config_dir : pathlib.Path
         Folder against which relative paths are resolved (that of the config file).
     """
@@ -137,6 +153,10 @@ class TrainingConfig:
     seed: int
     mixed_precision: str | None
     simulation: dict[str, Any] | None
+    data_workers: int
+    data_multiprocessing: bool
+    data_block_maps: int
+    distribution: str | None
     config_dir: Path
 
     def resolve(self, path: str | Path) -> Path:
@@ -277,6 +297,8 @@ def validate_config(raw: Mapping[str, Any], config_dir: str | Path = ".") -> Tra
     _check_int(v, "haltpatience", 0)
     _check_int(v, "lrpatience", 0)
     _check_int(v, "seed", 0)
+    _check_int(v, "data_workers", 1)
+    _check_int(v, "data_block_maps", 1)
     _check_float(v, "learning_rate", 0.0, math.inf, "a positive number")
     _check_float(v, "lrfactordelta", 0.0, 1.0, "a number between 0 and 1 (exclusive)")
     _check_float(v, "dropval", 0.0, 1.0, "a number in [0, 1)", low_inclusive=True)
@@ -288,7 +310,7 @@ def validate_config(raw: Mapping[str, Any], config_dir: str | Path = ".") -> Tra
             f"training_split + val_split + test_split must sum to 1, got "
             f"{v['training_split']} + {v['val_split']} + {v['test_split']} = {total:g}"
         )
-    for key in ("allocate_vram_an", "tensboard_log"):
+    for key in ("allocate_vram_an", "tensboard_log", "data_multiprocessing"):
         if not isinstance(v[key], bool):
             raise TrainingError(f"{key} must be true or false, got {v[key]!r}")
     if v["mixed_precision"] is not None and v["mixed_precision"] not in MIXED_PRECISION_POLICIES:
@@ -296,6 +318,10 @@ def validate_config(raw: Mapping[str, Any], config_dir: str | Path = ".") -> Tra
             f'mixed_precision must be null, "mixed_float16" or "mixed_bfloat16", got {v["mixed_precision"]!r}'
         )
 
+    if v["distribution"] is not None and v["distribution"] not in DISTRIBUTIONS:
+        raise TrainingError(
+            f'distribution must be null (one device) or "data_parallel", got {v["distribution"]!r}'
+        )
     if v["simulation"] is not None and not isinstance(v["simulation"], dict):
         raise TrainingError(f"simulation must be an object of pipeline settings or null, got {v['simulation']!r}")
 

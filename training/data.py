@@ -8,10 +8,11 @@ data cheaply first (``check``, run before Keras is imported). :func:`get_data_so
 
 - a keyword registered in :data:`KEYWORD_SOURCES` (``"simulate"`` generates maps on the fly, see
   :mod:`training.simsource`), else
-- the file suffix, looked up in :data:`FILE_SOURCES`: ``.npz`` (written by ``datapipe/datapipeline.py``) and
-  ``.h5`` / ``.hdf5`` (datasets at the file's root), both served by :data:`MAP_FILE_SOURCE`.
+- the file suffix, looked up in :data:`FILE_SOURCES`: ``.npz`` (written by ``datapipe/datapipeline.py``), read
+  into memory by :data:`MAP_FILE_SOURCE`, and ``.h5`` / ``.hdf5`` (datasets at the file's root), streamed from the
+  file by :data:`H5_STREAM_SOURCE` (:mod:`training.h5stream`: the data set may be larger than the RAM).
 
-A new source (streaming from HDF5, simulating) registers itself in one of these dicts; nothing else changes.
+A new source registers itself in one of these dicts; nothing else changes.
 
 Map files hold float arrays of shape (nsims, npix, npix) named as in the pipeline (``q_len``, ``u_len``,
 ``e_unl``, ``tru_kappa``, ``tru_tau``, ``rec_kappa``, …; CMB maps in μK, κ and τ dimensionless). Other entries
@@ -353,16 +354,25 @@ class DataBundle:
         Map indices of each split in the source file, when the source is a file.
     source : str
         One line describing where the maps came from (for logs and ``summary.json``).
+    close : callable, optional
+        Releases the source's resources (open files) once training and the outputs are done.
+
+    Notes
+    -----
+    ``test_arrays`` values need only ``len()``, ``shape`` and slicing along the first axis (``a[i:j]`` → NumPy
+    array): a streaming source hands over views that read on demand (:class:`training.h5stream.SplitView`), and the
+    test-set outputs are written chunk by chunk.
     """
 
     train: Any
     val: Any
     test: Any
     standardization: Standardization
-    test_arrays: dict[str, np.ndarray]
+    test_arrays: dict[str, Any]
     sizes: dict[str, int]
     split_indices: dict[str, np.ndarray] | None = None
     source: str = ""
+    close: Callable[[], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,6 +436,8 @@ def map_file_source(cfg: TrainingConfig) -> DataBundle:
             cfg.batch_size,
             shuffle=name == "train",
             seed=cfg.seed,
+            workers=cfg.data_workers,
+            use_multiprocessing=cfg.data_multiprocessing,
         )
 
     return DataBundle(
@@ -440,8 +452,25 @@ def map_file_source(cfg: TrainingConfig) -> DataBundle:
     )
 
 
-#: The in-memory map-file source (``.npz``, ``.h5``).
+#: The in-memory map-file source (``.npz``; also reads ``.h5`` files into memory when registered for them).
 MAP_FILE_SOURCE = DataSource(load=map_file_source, check=check_map_file_source)
+
+
+def _load_h5_stream(cfg: TrainingConfig) -> DataBundle:
+    from training.h5stream import load_h5_stream_source
+
+    return load_h5_stream_source(cfg)
+
+
+def _check_h5_stream(cfg: TrainingConfig) -> None:
+    from training.h5stream import check_h5_stream_source
+
+    check_h5_stream_source(cfg)
+
+
+#: HDF5 map files, streamed batch by batch without loading them (:mod:`training.h5stream`).
+H5_STREAM_SOURCE = DataSource(load=_load_h5_stream, check=_check_h5_stream)
+
 def _load_simulation(cfg: TrainingConfig) -> DataBundle:
     from training.simsource import load_simulation_source
 
@@ -457,7 +486,7 @@ def _check_simulation(cfg: TrainingConfig) -> None:
 #: Sources selected by a keyword as ``data_path``: ``"simulate"`` trains on fresh simulations (training.simsource).
 KEYWORD_SOURCES: dict[str, DataSource] = {"simulate": DataSource(load=_load_simulation, check=_check_simulation)}
 #: Sources selected by the suffix of ``data_path``.
-FILE_SOURCES: dict[str, DataSource] = {".npz": MAP_FILE_SOURCE, ".h5": MAP_FILE_SOURCE, ".hdf5": MAP_FILE_SOURCE}
+FILE_SOURCES: dict[str, DataSource] = {".npz": MAP_FILE_SOURCE, ".h5": H5_STREAM_SOURCE, ".hdf5": H5_STREAM_SOURCE}
 
 
 def get_data_source(data_path: str) -> DataSource:

@@ -12,6 +12,7 @@ saved a checkpoint (continue with ``--resume``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.util
 import shutil
@@ -199,7 +200,58 @@ def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None 
         After SIGINT / SIGTERM, once the checkpoint is saved.
     """
     start = time.monotonic()
-    # Keras is imported here, after configure_gpu_memory(), and never TensorFlow itself.
+    # Keras is imported here, after configure_gpu_memory(), and never TensorFlow itself (except by a TensorFlow
+    # distribution strategy under the TensorFlow backend).
+    import keras
+
+    from training.distribution import setup_distribution
+
+    # First of all: JAX's multi-process start and TensorFlow's device set-up precede any tensor.
+    dist = setup_distribution(cfg.distribution, keras.backend.backend())
+    if not dist.is_chief:  # other workers of a multi-node job: identical files, out of the chief's way
+        cfg = dataclasses.replace(cfg, output_dir=cfg.output_dir / ".workers" / str(dist.worker_index))
+    with dist.scope():
+        return _train(cfg, resume, time_limit_s, start, dist)
+
+
+def load_distributed_data(cfg: TrainingConfig, dist: Any) -> Any:
+    """The run's :class:`~training.data.DataBundle`, with global batches when training is data parallel.
+
+    With R replicas the source builds batches of ``batch_size`` × R maps, resized to multiples of R
+    (:class:`training.batches.ReplicaBatches`: training and validation batches trimmed, test batches padded).
+
+    Parameters
+    ----------
+    cfg : TrainingConfig
+        The run's config (``batch_size`` per replica).
+    dist : training.distribution.Distribution
+        The distribution set up for the run.
+
+    Returns
+    -------
+    training.data.DataBundle
+    """
+    from training.data import load_data
+
+    if dist.replicas == 1:
+        return load_data(cfg)
+    try:
+        bundle = load_data(dataclasses.replace(cfg, batch_size=cfg.batch_size * dist.replicas))
+    except TrainingError as exc:
+        raise TrainingError(
+            f"{exc} (data_parallel: the global batch is batch_size {cfg.batch_size} x {dist.replicas} replicas)"
+        ) from None
+    from training.batches import ReplicaBatches
+
+    share = (dist.worker_index, dist.worker_count) if dist.feeds_share else (0, 1)
+    bundle.train = ReplicaBatches(bundle.train, dist.replicas, share=share)
+    bundle.val = ReplicaBatches(bundle.val, dist.replicas, share=share)
+    bundle.test = ReplicaBatches(bundle.test, dist.replicas, pad=True, share=share)
+    return bundle
+
+
+def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start: float, dist: Any) -> dict[str, Any]:
+    """The body of :func:`train`, run inside the distribution's scope."""
     import keras
 
     from training import artifacts as art
@@ -213,7 +265,7 @@ def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None 
         load_checkpoint,
         read_state,
     )
-    from training.data import load_data
+    from training.distribution import set_batch_norm_sync
     from training.metrics import RSquared
     from training.resunet import get_model_builder
     from training.runtime import set_seed
@@ -240,8 +292,11 @@ def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None 
         state.config = cfg.to_dict()
         state.finished = False
 
-    bundle = load_data(cfg)
+    bundle = load_distributed_data(cfg, dist)
     print(f"data: {bundle.source}; maps per split {bundle.sizes}")
+    if dist.kind is not None:
+        print(f"distribution: {dist.engine}, {dist.replicas} replicas ({', '.join(dist.devices)}); global batch "
+              f"{cfg.batch_size * dist.replicas} = batch_size {cfg.batch_size} x {dist.replicas}")
     model = build_model(cfg)
     model.compile(optimizer=optimizer, loss=loss, metrics={name: [RSquared(name="r2")] for name in model.output_names})
 
@@ -290,16 +345,22 @@ def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None 
     if state.stopped_early:
         print(f"early stopping ended this run after epoch {state.epoch}; writing its outputs")
     elif initial_epoch < cfg.epochs:
-        with interrupt or nullcontext():
-            model.fit(
-                bundle.train,
-                validation_data=bundle.val,
-                epochs=cfg.epochs,
-                initial_epoch=initial_epoch,
-                callbacks=callbacks,
-                shuffle=False,  # the PyDataset shuffles itself, from the seed
-                verbose=1 if sys.stdout.isatty() else 2,  # a progress bar only on a terminal
-            )
+        # Batch-norm statistics of the global batch while training on several replicas (TensorFlow); off again
+        # before anything is saved, so that the saved model loads under every backend.
+        set_batch_norm_sync(model, dist.sync_batch_norm)
+        try:
+            with interrupt or nullcontext():
+                model.fit(
+                    bundle.train,
+                    validation_data=bundle.val,
+                    epochs=cfg.epochs,
+                    initial_epoch=initial_epoch,
+                    callbacks=callbacks,
+                    shuffle=False,  # the PyDataset shuffles itself, from the seed
+                    verbose=1 if sys.stdout.isatty() else 2,  # a progress bar only on a terminal
+                )
+        finally:
+            set_batch_norm_sync(model, False)
         if hasattr(bundle.train, "close"):
             bundle.train.close()  # stop the workers of an on-the-fly stream
         if interrupt is not None and interrupt.signum is not None:
@@ -309,7 +370,11 @@ def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None 
         model.set_weights(early_stopping.best_weights)
 
     session_time = time.monotonic() - start
-    summary = _write_final_outputs(cfg, model, bundle, state, early_stopping, session_time, checkpointer.wall_before)
+    summary = _write_final_outputs(
+        cfg, model, bundle, state, early_stopping, session_time, checkpointer.wall_before, dist
+    )
+    if bundle.close is not None:
+        bundle.close()
     checkpointer.mark_finished()
     print(f"outputs written to {out}")
     return summary
@@ -346,11 +411,12 @@ def _write_final_outputs(
     early_stopping: Any,
     session_time: float,
     wall_before: float,
+    dist: Any,
 ) -> dict[str, Any]:
     import keras
 
     from training import artifacts as art
-    from training.metrics import r2_score
+    from training.predictions import write_test_outputs
     from training.runtime import describe_device
 
     out = cfg.output_dir
@@ -359,15 +425,8 @@ def _write_final_outputs(
     with art.atomic_path(out / art.WEIGHTS_FILE) as tmp:
         model.save_weights(str(tmp))
 
-    predictions = model.predict(bundle.test, verbose=0)
-    if not isinstance(predictions, list | tuple):
-        predictions = [predictions]
-    physical = {
-        name: bundle.standardization.invert(cfg.target_used[name], pred[..., 0])
-        for name, pred in zip(model.output_names, predictions, strict=True)
-    }
-    art.save_npz(out / art.PREDICTIONS_FILE, {f"{name}_pred": pred for name, pred in physical.items()})
-    art.save_npz(out / art.TEST_DATA_FILE, {f"{name}_test": arr for name, arr in bundle.test_arrays.items()})
+    # Chunk by chunk: a test split streamed from a file larger than the RAM is never held whole.
+    test_r2 = write_test_outputs(model, bundle, cfg.target_used, out)
 
     best = early_stopping.best
     summary = {
@@ -379,12 +438,14 @@ def _write_final_outputs(
         "mixed_precision": cfg.mixed_precision,
         "data_source": bundle.source,
         "maps": bundle.sizes,
+        "distribution": dist.describe(),
+        "global_batch_size": cfg.batch_size * dist.replicas,
         "epochs_run": int(state.epoch),
         "stopped_early": bool(state.stopped_early),
         "best_epoch": int(early_stopping.best_epoch) + 1 if best is not None else None,
         "best_val_loss": None if best is None else float(best),
         "final_learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
-        "test_r2": {name: r2_score(bundle.test_arrays[cfg.target_used[name]], pred) for name, pred in physical.items()},
+        "test_r2": test_r2,
         "wall_time_s": round(session_time, 3),
         "total_wall_time_s": round(wall_before + session_time, 3),
         "config": cfg.to_dict(),
