@@ -45,8 +45,13 @@ class BinnedSpectrum:
 
 
 def linear_bins(lmin: float, lmax: float, width: float) -> np.ndarray:
-    """Bin edges from ``lmin`` to at most ``lmax`` in steps of ``width``."""
-    return np.arange(lmin, lmax + 0.5 * width, width, dtype=float)
+    """Edges of equal bins from ``lmin`` to ``lmax`` whose width is as close as possible to ``width``.
+
+    ``round((lmax − lmin) / width)`` bins (at least one); e.g. 20 → 3500 in steps of ≈ 100 gives 35 bins of width
+    99.4.
+    """
+    nbins = max(1, int(round((lmax - lmin) / width)))
+    return np.linspace(float(lmin), float(lmax), nbins + 1)
 
 
 def _bin_index(grid: FlatSkyGrid, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -646,10 +646,10 @@ class FieldResult:
 
 
 def make_edges(lmin: float = DEFAULT_LMIN, lmax: float = DEFAULT_LMAX, delta_l: float = DEFAULT_DELTA_L) -> np.ndarray:
-    """Linear multipole bin edges from ``lmin`` in steps of ``delta_l`` (:func:`datapipe.powspec.linear_bins`).
+    """Linear multipole bin edges (:func:`datapipe.powspec.linear_bins`).
 
-    The last edge is the last step below ``lmax + delta_l / 2`` (20, 120, …, 3520 for the defaults: the bins of
-    :data:`training.crosscorr.DEFAULT_EDGES`).
+    Equal bins from ``lmin`` to ``lmax`` with widths as close as possible to ``delta_l`` (35 bins of ΔL ≈ 99.4 from
+    20 to 3500 for the defaults: :data:`training.crosscorr.DEFAULT_EDGES`).
 
     Raises
     ------
@@ -1268,7 +1268,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16, help="maps per forward pass (default 16)")
     p.add_argument("--lmin", type=float, default=DEFAULT_LMIN, help="lowest bin edge in L (default 20)")
     p.add_argument("--lmax", type=float, default=DEFAULT_LMAX,
-                   help="upper end of the binned range (default 3500: edges 20, 120, ..., 3520)")
+                   help="upper end of the binned range (default 3500: 35 bins of width 99.4 from 20)")
     p.add_argument("--delta-l", type=float, default=DEFAULT_DELTA_L, help="bin width in L (default 100)")
     p.add_argument("--map-index", type=int, help="map set drawn in the map figure (default: first non-null one)")
     p.add_argument("--map-figure", help="also write the map figure here, e.g. images/ResUNet-CMB_map_results.png")
