@@ -6,6 +6,8 @@ This is the only part of the data layer that needs Keras; :mod:`training.data` i
 from __future__ import annotations
 
 import math
+import os
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +18,27 @@ from training.data import Standardization
 
 # Random stream of the batch order, distinct from the split's (training.data) for the same seed.
 _SHUFFLE_STREAM = 1
+_fork_hook_registered = False
+
+
+def _reset_worker_signals() -> None:
+    """In a forked batch worker process: leave Ctrl-C and SIGTERM to the training process.
+
+    Forked workers inherit the training loop's interrupt handler (which would keep them alive and print its notice
+    when Keras stops the pool): they ignore Ctrl-C, which reaches the whole process group, and die on SIGTERM.
+    """
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError:  # not the child's main thread: nothing to undo there
+        pass
+
+
+def _register_worker_signal_reset() -> None:
+    global _fork_hook_registered
+    if not _fork_hook_registered:
+        os.register_at_fork(after_in_child=_reset_worker_signals)
+        _fork_hook_registered = True
 
 
 class MapDataset(keras.utils.PyDataset):
@@ -69,6 +92,8 @@ class MapDataset(keras.utils.PyDataset):
         self.epoch = 0
         self._order_epoch: int | None = None
         self._order = self.indices
+        if self.use_multiprocessing:
+            _register_worker_signal_reset()
 
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)
