@@ -76,3 +76,12 @@ DIAGRAM_FILE = "model_architecture.png"
 PREDICTIONS_FILE = "predictions.npz"
 TEST_DATA_FILE = "test_data.npz"
 SUMMARY_FILE = "summary.json"
+
+
+def architecture_json(model: Any) -> str:
+    """``model.to_json()`` without the compile settings, so that ``keras.models.model_from_json`` rebuilds the
+    network with Keras alone (the compile settings name the project's R² metric, which needs
+    :mod:`training.metrics`)."""
+    config = json.loads(model.to_json())
+    config.pop("compile_config", None)
+    return json.dumps(config)

@@ -309,7 +309,7 @@ def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start:
     art.save_npz(out / art.STDS_FILE, stds)
     if bundle.split_indices is not None:
         art.save_npz(out / art.SPLIT_FILE, bundle.split_indices)
-    art.save_text(out / art.ARCHITECTURE_FILE, model.to_json())
+    art.save_text(out / art.ARCHITECTURE_FILE, art.architecture_json(model))
     model.summary()
     write_model_diagram(model, out / art.DIAGRAM_FILE)
 
