@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,15 +168,10 @@ def write_cache(path: Path = CACHE_PATH, lmax: int = CACHE_LMAX) -> Path:
     spectra = compute_camb_spectra(lmax)
     spectra["params"] = np.array(json.dumps(PLANCK2013_PARAMS))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
+    from datapipe.writer import atomic_output
+
+    with atomic_output(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **spectra)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     load_spectra.cache_clear()
     return path
 

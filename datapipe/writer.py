@@ -12,6 +12,8 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,24 @@ import numpy as np
 from datapipe.errors import PipelineError
 
 SUPPORTED_SUFFIXES = (".npz", ".h5", ".hdf5")
+
+
+@contextmanager
+def atomic_output(path: Path, suffix: str = ".part") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is made readable (0644) and renamed to ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def check_output_path(path: Path, overwrite: bool) -> Path:
@@ -226,21 +246,13 @@ def write_virtual_h5(path: Path, names: list[str], nsims: int, npix: int, shards
     import h5py
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            for name in names:
-                layout = h5py.VirtualLayout(shape=(nsims, npix, npix), dtype="f4")
-                for file, start, stop in shards:
-                    layout[start:stop] = h5py.VirtualSource(file, name, shape=(stop - start, npix, npix))
-                h5.create_virtual_dataset(name, layout, fillvalue=np.float32(np.nan))
-            write_h5_metadata(h5, metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        for name in names:
+            layout = h5py.VirtualLayout(shape=(nsims, npix, npix), dtype="f4")
+            for file, start, stop in shards:
+                layout[start:stop] = h5py.VirtualSource(file, name, shape=(stop - start, npix, npix))
+            h5.create_virtual_dataset(name, layout, fillvalue=np.float32(np.nan))
+        write_h5_metadata(h5, metadata)
     return path
 
 
@@ -257,15 +269,8 @@ def write_window_file(path: Path, taper: np.ndarray, w2: float) -> Path:
     The taper is stored flipped up–down like the maps, so it multiplies the saved maps directly.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".npz") as tmp:
         np.savez(tmp, taper=np.ascontiguousarray(taper[::-1]), w2=np.float64(w2))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
