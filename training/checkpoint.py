@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import time
@@ -87,8 +88,15 @@ class InterruptHandler:
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:
+            # A forked data worker that inherited this handler: Ctrl-C is the training process's business, and a
+            # SIGTERM (Keras stopping its worker pool) ends the worker at once, without the notice.
+            if signum == signal.SIGTERM:
+                os._exit(128 + signum)
+            return
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
@@ -99,6 +107,7 @@ class InterruptHandler:
         )
 
     def __enter__(self) -> InterruptHandler:
+        self._pid = os.getpid()
         for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
