@@ -17,7 +17,7 @@ Usage::
     KERAS_BACKEND=jax python benchmarks/bench_training.py
     python benchmarks/bench_training.py --on-the-fly [--quick]   # training fed by on-the-fly simulations
 
-With ``--on-the-fly`` the maps come from :class:`training.simstream.SimulationStream` (the pipeline's simulations,
+With ``--on-the-fly`` the maps come from :class:`training.data.simstream.SimulationStream` (the pipeline's simulations,
 made by worker processes on all cores) instead of random arrays; the benchmark first times the stream alone, then
 training from it, and its last line is ``RESULT stream_sps=<x> train_sps=<y>``.
 """
@@ -144,8 +144,8 @@ def on_the_fly(model: Any, args: argparse.Namespace, batch: int, steps: int, war
     import os
 
     from datapipe.settings import SimulationSettings
-    from training.data import Standardization
-    from training.simstream import SimulationStream
+    from training.data.simstream import SimulationStream
+    from training.data.standardization import Standardization
 
     inputs = {"qlen": "q_len", "ulen": "u_len"}
     targets = {"tau": "tru_tau", "unle": "e_unl", "kappa": "tru_kappa"}

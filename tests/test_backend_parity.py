@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from training_helpers import write_config, write_map_file
 
-from training.data import Standardization
+from training.data.standardization import Standardization
 from training.resunet import ResUNet_CMB, load_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from training_helpers import write_config, write_map_file
 
+from training import loop as tloop
 from training import main as tmain
-from training.checkpoint import InterruptHandler, checkpoint_dir, has_checkpoint
+from training.checkpoint import checkpoint_dir, has_checkpoint
+from training.interrupts import InterruptHandler
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STEPS_PER_EPOCH = 8  # 32 training maps in batches of 4
@@ -113,5 +115,5 @@ def test_checkpoint_falls_back_to_the_swapped_out_copy(tmp_path):
 def test_log_is_truncated_to_the_checkpointed_epochs(tmp_path):
     log = tmp_path / "training.log"
     log.write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.4\n")
-    tmain._truncate_log(log, 2)
+    tloop._truncate_log(log, 2)
     assert log.read_text() == "epoch,loss\n0,1.0\n1,0.5\n"

@@ -4,7 +4,7 @@ import numpy as np
 
 from datapipe.fields import GaussianFieldGenerator
 from datapipe.fourier import FlatSkyGrid
-from training.crosscorr import reconstruction_stats
+from training.evaluation.crosscorr import reconstruction_stats
 
 
 def _fields(spectra, n=64, nmaps=40, seed=0):

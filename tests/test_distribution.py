@@ -24,8 +24,8 @@ import keras
 import numpy as np
 import pytest
 
-from training.batches import ReplicaBatches
 from training.config import TrainingError, validate_config
+from training.data.batches import ReplicaBatches
 from training.distribution import multi_worker_requested, setup_distribution, slurm_nodes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,14 +43,14 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
 import numpy as np
 from training_helpers import write_config, write_map_file
 
-from training import main as tmain
+from training import loop as tloop
 from training.config import load_config
 
 folder = Path(sys.argv[1])
 # 25 maps: 8 training (one global batch: one step), 8 validation, 9 test (the last test batch is padded).
 write_map_file(folder / "maps.npz", nsims=25, npix=16)
 splits = {{"training_split": 0.32, "val_split": 0.32, "test_split": 0.36}}
-built, original = {{}}, tmain.build_model
+built, original = {{}}, tloop.build_model
 
 
 def build_from_same_weights(cfg):
@@ -64,12 +64,12 @@ def build_from_same_weights(cfg):
     return model
 
 
-tmain.build_model = build_from_same_weights
+tloop.build_model = build_from_same_weights
 results = {{}}
 for name, keys in (("single", {{"batch_size": 8}}), ("parallel", {{"batch_size": 4, "distribution": "data_parallel"}})):
     cfg = write_config(folder / f"{{name}}.json", "maps.npz", output_dir=name, epochs=1, optimizer="SGD",
                        learning_rate=0.01, **splits, **keys)
-    summary = tmain.train(load_config(cfg))
+    summary = tloop.train(load_config(cfg))
     with open(folder / name / "training.log") as f:
         row = next(csv.DictReader(f))
     np.savez(folder / f"{{name}}_weights.npz", *built["model"].get_weights())

@@ -20,8 +20,11 @@ from datapipe.fourier import FlatSkyGrid
 from datapipe.powspec import bin_theory, linear_bins
 from datapipe.taper import cosine_taper
 from datapipe.writer import read_metadata
-from training import evaluate as ev
-from training.crosscorr import DEFAULT_EDGES, reconstruction_stats
+from training import evaluate as evaluate_cli
+from training.evaluation import bias as biasmod
+from training.evaluation import comparison, mapdata
+from training.evaluation import network as netmod
+from training.evaluation.crosscorr import DEFAULT_EDGES, reconstruction_stats
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -69,7 +72,7 @@ def test_w2_correction_recovers_the_spectrum_of_a_tapered_gaussian_field(spectra
     meta = {"settings": {"npix": n, "pixel_arcmin": pix, "taper_deg": 0.5}}
     np.savez(tmp_path / "maps.npz", tru_kappa=(kappa * taper)[:, ::-1].astype(np.float32),
              metadata=np.array(json.dumps(meta)))
-    maps = ev.load_map_data(tmp_path / "maps.npz")
+    maps = mapdata.load_map_data(tmp_path / "maps.npz")
     assert maps.w2_source == "metadata"
     np.testing.assert_allclose(maps.w2, np.mean(taper**2), rtol=1e-12)
 
@@ -88,10 +91,10 @@ def test_w2_correction_recovers_the_spectrum_of_a_tapered_gaussian_field(spectra
 
 
 def test_taper_from_window_file_metadata_or_none(data, tmp_path):
-    from_window = ev.load_map_data(data)
+    from_window = mapdata.load_map_data(data)
     assert from_window.w2_source == "window_info.npz"
     assert from_window.w2 == pytest.approx(read_metadata(data)["w2"], rel=1e-12)
-    rebuilt = ev.load_map_data(_copy_data(data, tmp_path / "nowindow", window=False))
+    rebuilt = mapdata.load_map_data(_copy_data(data, tmp_path / "nowindow", window=False))
     assert rebuilt.w2_source == "metadata"
     assert rebuilt.w2 == pytest.approx(from_window.w2, rel=1e-12)
     np.testing.assert_allclose(rebuilt.taper, from_window.taper, atol=1e-12)
@@ -100,7 +103,7 @@ def test_taper_from_window_file_metadata_or_none(data, tmp_path):
     other = tmp_path / "wrong"
     copy = _copy_data(data, other, window=False)
     np.savez(other / "window_info.npz", taper=np.ones((8, 8)), w2=np.float64(1.0))
-    wrong = ev.load_map_data(copy)
+    wrong = mapdata.load_map_data(copy)
     assert wrong.w2_source == "metadata" and any("8x8" in note for note in wrong.notes)
 
     # No metadata and no window file: no correction, and a note says so.
@@ -108,18 +111,18 @@ def test_taper_from_window_file_metadata_or_none(data, tmp_path):
     bare.mkdir()
     with np.load(data) as f:
         np.savez(bare / "maps.npz", q_len=f["q_len"])
-    plain = ev.load_map_data(bare / "maps.npz")
+    plain = mapdata.load_map_data(bare / "maps.npz")
     assert plain.w2 == 1.0 and plain.w2_source == "none"
     assert any("w2 = 1" in note for note in plain.notes) and any("--pixel-arcmin" in note for note in plain.notes)
 
 
 def test_partial_reads_match_the_full_arrays(data, tmp_path):
-    full = ev.load_map_data(data, ["q_len", "tru_tau"])
-    head = ev.load_map_data(data, ["q_len", "tru_tau", "no_such_array"], max_maps=5)
+    full = mapdata.load_map_data(data, ["q_len", "tru_tau"])
+    head = mapdata.load_map_data(data, ["q_len", "tru_tau", "no_such_array"], max_maps=5)
     assert head.nmaps == 5 and head.missing == ["no_such_array"]
     # The same map sets written as HDF5 (map set i depends only on the seed and i).
-    h5 = ev.load_map_data(simulate(tmp_path / "maps.h5", 5, seed=read_metadata(data)["seed"]), ["q_len", "tru_tau"],
-                          max_maps=3)
+    h5_path = simulate(tmp_path / "maps.h5", 5, seed=read_metadata(data)["seed"])
+    h5 = mapdata.load_map_data(h5_path, ["q_len", "tru_tau"], max_maps=3)
     assert h5.w2_source == "window_info.npz" and h5.w2 == full.w2
     for name in ("q_len", "tru_tau"):
         np.testing.assert_array_equal(head.arrays[name], full.arrays[name][:5])
@@ -131,14 +134,14 @@ def test_partial_reads_match_the_full_arrays(data, tmp_path):
 
 
 def test_predictions_in_physical_units_match_the_training_run(network):
-    net = ev.load_network(network)
+    net = netmod.load_network(network)
     assert net.source == "model_architecture.json + model.weights.h5"
     assert net.inputs == {"qlen": "q_len", "ulen": "u_len"} and net.imagesize == NPIX
     with np.load(network / "test_data.npz") as f:
         test = {k.removesuffix("_test"): f[k] for k in f.files}
     with np.load(network / "predictions.npz") as f:
         expected = {k.removesuffix("_pred"): f[k] for k in f.files}
-    got = ev.predict(net, test, batch_size=3)
+    got = netmod.predict(net, test, batch_size=3)
     assert sorted(got) == sorted(expected)
     for name, pred in got.items():
         # The training run predicted with the in-memory model; this one was rebuilt from the JSON and weights.
@@ -157,13 +160,13 @@ def test_other_network_folder_layouts(network, tmp_path, layout):
     else:
         shutil.copy(network / "model.keras", folder / "model.keras")
         shutil.copy(network / "summary.json", folder / "summary.json")
-    net = ev.load_network(folder)
+    net = netmod.load_network(folder)
     assert net.outputs == {"tau": "tru_tau", "unle": "e_unl", "kappa": "tru_kappa"}
     assert (layout == "shipped") == any("summary.json" in note for note in net.notes)
-    reference = ev.load_network(network)
+    reference = netmod.load_network(network)
     with np.load(network / "test_data.npz") as f:
         maps = {"q_len": f["q_len_test"], "u_len": f["u_len_test"]}
-    got, ref = ev.predict(net, maps), ev.predict(reference, maps)
+    got, ref = netmod.predict(net, maps), netmod.predict(reference, maps)
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-6 * np.std(ref[name]))
 
@@ -179,7 +182,7 @@ def cli_run(network, data, tmp_path_factory):
             "--map-figure", str(out / "extra" / "maps.png"), "--bias-test", "--bias-nsims", "16", "--batch-size", "5"]
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        rc = ev.main(argv)
+        rc = evaluate_cli.main(argv)
     return rc, out, stdout.getvalue()
 
 
@@ -204,9 +207,9 @@ def test_metrics_pair_each_field_with_its_truth_and_qe(cli_run, data):
     assert sorted(fields["tau"]["qe"]) == ["rec_tau", "wf_rec_tau"]
     assert sorted(fields["kappa"]["qe"]) == ["rec_kappa", "wf_rec_kappa"]
     assert fields["unle"]["qe"] == {}
-    maps = ev.load_map_data(data)
+    maps = mapdata.load_map_data(data)
     for name, truth, qe in (("kappa", "tru_kappa", "rec_kappa"), ("tau", "tru_tau", "rec_tau")):
-        live = ~ev.null_maps(maps.arrays[truth])
+        live = ~comparison.null_maps(maps.arrays[truth])
         entry = fields[name]
         assert entry["nmaps"] == live.sum() and entry["null_maps_left_out"] == (~live).sum()
         # The QE statistics are those of the QE map against its own truth, on the non-null map sets.
@@ -230,7 +233,7 @@ def test_bias_test_on_a_tiny_configuration(cli_run, data):
     _, out, printed = cli_run
     bias = _strict_json(out / "eval" / "metrics.json")["bias_test"]
     assert bias["nmaps"] == 16 and "lensing-bias test" in printed
-    assert set(bias["spurious_power"]) == set(ev.BIAS_ROWS)
+    assert set(bias["spurious_power"]) == set(biasmod.BIAS_ROWS)
     ell = np.array(bias["ell"])
     sel = (ell > 300) & (ell < 3000)
     part = np.array(bias["spurious_power"]["qe_kappa_part"])[sel]
@@ -245,10 +248,10 @@ def test_bias_test_on_a_tiny_configuration(cli_run, data):
 
 
 def test_bias_maps_are_lensed_and_tau_free(data):
-    maps = ev.load_map_data(data, ["q_len"])
-    settings = ev.bias_settings(maps, names=["q_len", "u_len"])
+    maps = mapdata.load_map_data(data, ["q_len"])
+    settings = biasmod.bias_settings(maps, names=["q_len", "u_len"])
     assert (settings.npix, settings.taper_deg, settings.seed) == (NPIX, 0.3, read_metadata(data)["seed"] + 1)
-    arrays, taper = ev.simulate_bias_maps(settings, 4)
+    arrays, taper = biasmod.simulate_bias_maps(settings, 4)
     assert np.all(arrays["tru_tau"] == 0)
     assert np.all(np.std(arrays["tru_kappa"], axis=(1, 2)) > 0)  # no null map sets
     np.testing.assert_allclose(taper, maps.taper)
@@ -257,7 +260,7 @@ def test_bias_maps_are_lensed_and_tau_free(data):
 def test_bias_test_reads_maps_made_with_no_tau(network, data, tmp_path, capsys):
     bias_file = simulate(tmp_path / "bias" / "notau.npz", 6, seed=5, tau=False,
                          maps=("q_len", "u_len", "tru_kappa", "tru_tau", "rec_tau"))
-    rc = ev.main(["--model-dir", str(network), "--data", str(data), "--output", str(tmp_path / "out"),
+    rc = evaluate_cli.main(["--model-dir", str(network), "--data", str(data), "--output", str(tmp_path / "out"),
                   "--max-maps", "4", "--bias-test", "--bias-data", str(bias_file)])
     assert rc == 0
     bias = _strict_json(tmp_path / "out" / "metrics.json")["bias_test"]
@@ -302,14 +305,14 @@ def test_incomplete_model_folder(network, data, tmp_path, capsys, remove, messag
                 (folder / name).unlink()
         else:
             (folder / pattern).unlink()
-    assert ev.main(["--model-dir", str(folder), "--data", str(data), "--output", str(tmp_path / "o")]) == 2
+    assert evaluate_cli.main(["--model-dir", str(folder), "--data", str(data), "--output", str(tmp_path / "o")]) == 2
     line = _error(capsys)
     assert message in line and "it has:" in line
 
 
 def test_map_size_mismatch(network, tmp_path, capsys):
     small = simulate(tmp_path / "small" / "maps.npz", 2, seed=4, maps=("q_len", "u_len", "tru_tau"), npix=16)
-    assert ev.main(["--model-dir", str(network), "--data", str(small)]) == 2
+    assert evaluate_cli.main(["--model-dir", str(network), "--data", str(small)]) == 2
     assert "takes 32x32 maps" in _error(capsys)
 
 
@@ -324,7 +327,7 @@ def test_map_size_mismatch(network, tmp_path, capsys):
 def test_data_missing_arrays(network, data, tmp_path, capsys, keep, rc, expected):
     partial = _copy_data(data, tmp_path / "partial", keep=keep)
     out = tmp_path / "out"
-    assert ev.main(["--model-dir", str(network), "--data", str(partial), "--output", str(out)]) == rc
+    assert evaluate_cli.main(["--model-dir", str(network), "--data", str(partial), "--output", str(out)]) == rc
     captured = capsys.readouterr()
     if rc == 2:
         lines = captured.err.strip().splitlines()
@@ -350,10 +353,10 @@ def test_data_missing_arrays(network, data, tmp_path, capsys, keep, rc, expected
 )
 def test_bad_options(network, data, tmp_path, capsys, extra, expected):
     argv = ["--model-dir", str(network), "--data", str(data), "--output", str(tmp_path / "o"), *extra]
-    assert ev.main(argv) == 2
+    assert evaluate_cli.main(argv) == 2
     assert expected in _error(capsys)
 
 
 def test_missing_data_file(network, tmp_path, capsys):
-    assert ev.main(["--model-dir", str(network), "--data", str(tmp_path / "none.npz")]) == 2
+    assert evaluate_cli.main(["--model-dir", str(network), "--data", str(tmp_path / "none.npz")]) == 2
     assert "data file" in _error(capsys)

@@ -42,7 +42,7 @@ def test_dry_run_trains_evaluates_packs_and_unpacks(tmp_path):
     weights = dest / "noiseless_netw" / "model.weights.h5"
     assert weights.read_bytes() == (work / "noiseless_netw" / "model.weights.h5").read_bytes()
     # The shipped folder is a network folder evaluate.py can load.
-    from training.evaluate import load_network
+    from training.evaluation.network import load_network
 
     net = load_network(dest / "noiseless_netw")
     assert set(net.outputs) == {"tau", "unle", "kappa"}

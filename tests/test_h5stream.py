@@ -1,4 +1,5 @@
-"""Training from HDF5 without loading it (training/h5stream.py, H5MapDataset, training/predictions.py)."""
+"""Training from HDF5 without loading it (training/data/: h5source.py, h5file.py, order.py, H5MapDataset;
+training/predictions.py)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,14 @@ import numpy as np
 import pytest
 from training_helpers import synthetic_maps, write_config
 
-from training import data as tdata
-from training.batches import MapDataset
 from training.config import TrainingError, validate_config
-from training.data import Standardization, load_data, split_indices
-from training.h5stream import (
-    H5Column,
-    H5MapFile,
-    epoch_batches,
-    read_rows,
-    streaming_standardization,
-)
+from training.data import filesource, mapfile, sources
+from training.data.batches import MapDataset
+from training.data.h5file import H5Column, H5MapFile, read_rows
+from training.data.order import epoch_batches
+from training.data.sources import load_data
+from training.data.splits import split_indices
+from training.data.standardization import Standardization, streaming_standardization
 from training.metrics import r2_score
 from training.predictions import R2Accumulator
 
@@ -125,12 +123,13 @@ def test_h5_source_streams_without_reading_the_file_whole(h5_config, monkeypatch
     def forbidden(*args, **kwargs):
         raise AssertionError("the HDF5 source must not load whole arrays")
 
-    monkeypatch.setattr(tdata, "read_maps", forbidden)
-    monkeypatch.setattr(tdata, "_read_arrays", forbidden)
-    tdata.check_data(h5_config)
+    monkeypatch.setattr(filesource, "read_maps", forbidden)
+    monkeypatch.setattr(mapfile, "read_maps", forbidden)
+    monkeypatch.setattr(mapfile, "_read_arrays", forbidden)
+    sources.check_data(h5_config)
     bundle = load_data(h5_config)
     monkeypatch.undo()
-    reference = tdata.map_file_source(h5_config)  # the in-memory source reads the same file into RAM
+    reference = filesource.map_file_source(h5_config)  # the in-memory source reads the same file into RAM
     assert bundle.sizes == reference.sizes
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(bundle.split_indices[split], reference.split_indices[split])

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from training_helpers import synthetic_maps, write_config, write_map_file
 
+from training import build as tbuild
 from training import checkpoint as tcheckpoint
 from training import main as tmain
 from training.checkpoint import save_checkpoint
-from training.data import Standardization
+from training.data.standardization import Standardization
 from training.resunet import load_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -188,12 +189,12 @@ def test_model_diagram_only_with_pydot_and_graphviz(tmp_path, monkeypatch, capsy
         drawn.append(Path(to_file).name)
 
     monkeypatch.setattr(keras.utils, "plot_model", fake_plot_model)
-    monkeypatch.setattr(tmain.shutil, "which", lambda name: None)
-    assert not tmain.write_model_diagram(None, tmp_path / "model_architecture.png")
+    monkeypatch.setattr(tbuild.shutil, "which", lambda name: None)
+    assert not tbuild.write_model_diagram(None, tmp_path / "model_architecture.png")
     assert "skipped (install pydot and Graphviz" in capsys.readouterr().out
-    monkeypatch.setattr(tmain.shutil, "which", lambda name: "/usr/bin/" + name)
-    monkeypatch.setattr(tmain.importlib.util, "find_spec", lambda name: object())
-    assert tmain.write_model_diagram(None, tmp_path / "model_architecture.png")
+    monkeypatch.setattr(tbuild.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(tbuild.importlib.util, "find_spec", lambda name: object())
+    assert tbuild.write_model_diagram(None, tmp_path / "model_architecture.png")
     assert drawn == [".partial-model_architecture.png"]  # drawn under a temporary name with the .png ending
     assert (tmp_path / "model_architecture.png").read_bytes() == b"PNG"
 
@@ -282,7 +283,7 @@ def test_tensorboard_logs_need_tensorboard(setup, capsys):
 
 
 def test_optimizer_names_are_case_insensitive():
-    assert type(tmain.make_optimizer("rmsprop", 0.01)).__name__ == "RMSprop"
+    assert type(tbuild.make_optimizer("rmsprop", 0.01)).__name__ == "RMSprop"
 
 
 def test_names_must_match_the_model(setup, capsys):

@@ -11,8 +11,8 @@ from datapipe.settings import SimulationSettings
 from datapipe.simulate import MapSetSimulator
 from training import main as tmain
 from training.config import TrainingError, validate_config
-from training.data import Standardization
-from training.simsource import PILOT_STREAM, TEST_STREAM, VAL_STREAM, parse_simulation_block
+from training.data.simsource import PILOT_STREAM, TEST_STREAM, VAL_STREAM, parse_simulation_block
+from training.data.standardization import Standardization
 
 SIM = {"npix": 32, "taper_deg": 0.3, "steps_per_epoch": 3, "val_maps": 8, "test_maps": 8, "pilot_maps": 16,
        "workers": 2, "qe_mean_field_sims": 8, "seed": 5}
@@ -58,7 +58,7 @@ def test_a_tiny_on_the_fly_run_writes_every_output(run):
 
 
 def _stream(**kw):
-    from training.simstream import SimulationStream
+    from training.data.simstream import SimulationStream
 
     settings = SimulationSettings(npix=32, taper_deg=0.3, seed=9, maps=("q_len", "u_len", "tru_kappa"))
     std = Standardization({"q_len": 0.0, "u_len": 0.0, "tru_kappa": 0.0}, {"q_len": 3.0, "u_len": 3.0,

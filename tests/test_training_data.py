@@ -9,21 +9,14 @@ import numpy as np
 import pytest
 from training_helpers import synthetic_maps, write_config, write_map_file
 
-from training import data as tdata
-from training.batches import MapDataset
 from training.config import TrainingError, load_config, validate_config
-from training.data import (
-    DataSource,
-    Standardization,
-    check_data,
-    get_data_source,
-    inspect_map_file,
-    list_map_file,
-    load_data,
-    read_maps,
-    split_counts,
-    split_indices,
-)
+from training.data import filesource, sources
+from training.data.batches import MapDataset
+from training.data.bundle import DataSource
+from training.data.mapfile import inspect_map_file, list_map_file, read_maps
+from training.data.sources import check_data, get_data_source, load_data
+from training.data.splits import split_counts, split_indices
+from training.data.standardization import Standardization
 
 
 @pytest.fixture()
@@ -191,13 +184,14 @@ def test_a_split_smaller_than_a_batch_is_an_error(map_file):
 
 
 def test_sources_are_chosen_by_keyword_then_suffix(monkeypatch):
-    assert get_data_source("a/b.npz").load is tdata.map_file_source
-    assert get_data_source("b.H5") is tdata.H5_STREAM_SOURCE  # streamed, not loaded (training.h5stream)
+    assert get_data_source("a/b.npz").load is filesource.map_file_source
+    assert get_data_source("b.H5") is sources.H5_STREAM_SOURCE  # streamed, not loaded (training.data.h5source)
     with pytest.raises(TrainingError, match="not a supported data source; use 'simulate' or a .npz file or a .h5 file"):
         get_data_source("maps.fits")
 
     checked = []
-    monkeypatch.setitem(tdata.KEYWORD_SOURCES, "simulate", DataSource(load=lambda cfg: "bundle", check=checked.append))
+    source = DataSource(load=lambda cfg: "bundle", check=checked.append)
+    monkeypatch.setitem(sources.KEYWORD_SOURCES, "simulate", source)
     cfg = validate_config({"data_path": "simulate"})
     check_data(cfg)
     assert checked == [cfg] and load_data(cfg) == "bundle"

@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints and clean interruption of a training run.
+"""Per-epoch checkpoints of a training run, and resuming from them.
 
 After every epoch the run writes ``<output_dir>/checkpoint/``:
 
@@ -12,20 +12,18 @@ The folder is first written as ``checkpoint.partial/`` and then swapped in, so a
 complete checkpoint. All files are backend-neutral (HDF5, NumPy, JSON): a run started under TensorFlow can be
 resumed under JAX.
 
-Ctrl-C or SIGTERM does not kill the process: :class:`InterruptHandler` records the signal, and
-:class:`Checkpointer` saves the current state at the end of the running batch and raises
-:class:`TrainingInterrupted` (at the end of an epoch it lets the epoch's other callbacks finish first and stops
-the fit). The saved counters are those of the last completed epoch, so ``--resume`` reruns the interrupted epoch,
-starting from the weights reached when the signal came.
+Ctrl-C or SIGTERM does not kill the process: :class:`training.interrupts.InterruptHandler` records the signal,
+and :class:`Checkpointer` saves the current state at the end of the running batch and raises
+:class:`training.interrupts.TrainingInterrupted` (at the end of an epoch it lets the epoch's other callbacks finish
+first and stops the fit). The saved counters are those of the last completed epoch, so ``--resume`` reruns the
+interrupted epoch, starting from the weights reached when the signal came.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import numpy as np
 
 from training.artifacts import save_json, save_npz
 from training.config import TrainingError
+from training.interrupts import InterruptHandler, TrainingInterrupted
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
@@ -57,64 +56,6 @@ RESUME_FIXED_KEYS = (
     "test_split",
     "mixed_precision",
 )
-
-
-class TrainingInterrupted(Exception):
-    """Raised out of ``model.fit`` after a checkpoint was saved in response to SIGINT or SIGTERM.
-
-    Parameters
-    ----------
-    signum : int
-        The signal received.
-    epoch : int
-        Epochs completed when it came.
-    """
-
-    def __init__(self, signum: int, epoch: int) -> None:
-        self.signum = signum
-        self.epoch = epoch
-        super().__init__(f"{signal.Signals(signum).name} received after {epoch} completed epoch(s)")
-
-
-class InterruptHandler:
-    """Context manager that turns SIGINT and SIGTERM into a flag instead of killing the process.
-
-    A second Ctrl-C while the flag is set raises ``KeyboardInterrupt`` at once (for a run stuck outside the
-    training loop). The previous handlers are restored on exit.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-        self._pid = os.getpid()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self._pid:
-            # A forked data worker that inherited this handler: Ctrl-C is the training process's business, and a
-            # SIGTERM (Keras stopping its worker pool) ends the worker at once, without the notice.
-            if signum == signal.SIGTERM:
-                os._exit(128 + signum)
-            return
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-        print(
-            f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this batch "
-            "(Ctrl-C again to abort without saving)",
-            flush=True,
-        )
-
-    def __enter__(self) -> InterruptHandler:
-        self._pid = os.getpid()
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 @dataclasses.dataclass
@@ -391,7 +332,7 @@ class Checkpointer(keras.callbacks.Callback):
         self._record(epoch + 1)
         self.save()
         if self.interrupt is not None and self.interrupt.signum is not None:
-            # Stop after this epoch's remaining callbacks (the CSV row) ran; main raises TrainingInterrupted.
+            # Stop after this epoch's remaining callbacks (the CSV row) ran; the loop raises TrainingInterrupted.
             self.model.stop_training = True
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:

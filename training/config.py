@@ -114,14 +114,14 @@ class TrainingConfig:
     mixed_precision : str or None
         ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
     simulation : dict or None
-        Settings of on-the-fly simulation when ``data_path`` is ``"simulate"`` (see :mod:`training.simsource`).
+        Settings of on-the-fly simulation when ``data_path`` is ``"simulate"`` (see :mod:`training.data.simsource`).
     data_workers : int
         Threads (or processes) preparing batches of map files ahead of the training loop; 1: in the loop's thread.
     data_multiprocessing : bool
         Prepare batches in processes instead of threads (each opens an HDF5 file itself).
     data_block_maps : int
         Consecutive maps per shuffled block when training batches stream from an HDF5 file (see
-        :mod:`training.h5stream`).
+        :mod:`training.data.h5source`).
     distribution : str or None
         ``None`` (one device) or ``"data_parallel"``: every local accelerator (and every worker of a multi-node
         job) holds a replica; the global batch is ``batch_size`` × replicas (see :mod:`training.distribution`).

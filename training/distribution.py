@@ -17,7 +17,7 @@ Engines (never home-made):
   and each process feeds its share of every global batch.
 - PyTorch: not supported (an error names the other backends).
 
-Every batch fed to the replicas holds a multiple of the replica count (:class:`training.batches.ReplicaBatches`): a
+Every batch fed to the replicas holds a multiple of the replica count (:class:`training.data.batches.ReplicaBatches`): a
 training or validation epoch leaves out its last ``n mod replicas`` maps (fewer than the replica count; the training
 maps left out change every epoch with the shuffling), and the test batches are padded by repeating a map whose
 predictions are dropped. Only the chief (worker / process 0) writes into ``output_dir``; the other workers of a

@@ -65,9 +65,9 @@ def write_test_outputs(model: Any, bundle: Any, target_used: Mapping[str, str], 
     ----------
     model : keras.Model
         The trained model.
-    bundle : training.data.DataBundle
+    bundle : training.data.bundle.DataBundle
         ``test`` yields the test batches in the order of ``test_arrays`` (possibly padded at the very end, as by
-        :class:`training.batches.ReplicaBatches`: the predictions beyond the test split's size are dropped);
+        :class:`training.data.batches.ReplicaBatches`: the predictions beyond the test split's size are dropped);
         ``test_arrays`` holds the test split of every array, sliceable along the first axis.
     target_used : mapping of str to str
         Model output name → target array name.
@@ -87,7 +87,7 @@ def write_test_outputs(model: Any, bundle: Any, target_used: Mapping[str, str], 
     float32 in physical units, in the same map order.
     """
     from training import artifacts as art
-    from training.batches import BatchWindow
+    from training.data.batches import BatchWindow
 
     out = Path(out)
     arrays = bundle.test_arrays

@@ -1,7 +1,7 @@
 """On-the-fly training data: fresh simulations for every batch, made by CPU worker processes.
 
 This module holds the config side (no Keras import, so bad settings fail fast); the batches are served by
-:class:`training.simstream.SimulationStream`.
+:class:`training.data.simstream.SimulationStream`.
 
 With ``"data_path": "simulate"`` the training split is an endless stream of never-repeated map sets from the data
 pipeline (:class:`datapipe.simulate.MapSetSimulator`), so nothing is stored and the network never sees a map set
@@ -44,7 +44,8 @@ from datapipe.errors import PipelineError
 from datapipe.settings import SimulationSettings
 from datapipe.simulate import MapSetSimulator
 from training.config import TrainingConfig, TrainingError
-from training.data import DataBundle, Standardization
+from training.data.bundle import DataBundle
+from training.data.standardization import Standardization
 
 VAL_STREAM, TEST_STREAM, PILOT_STREAM = 2, 3, 4
 
@@ -182,8 +183,8 @@ def load_simulation_source(cfg: TrainingConfig, block: Mapping[str, Any] | None 
     -------
     DataBundle
     """
-    from training.batches import MapDataset
-    from training.simstream import SimulationStream
+    from training.data.batches import MapDataset
+    from training.data.simstream import SimulationStream
 
     if block is None:
         block = cfg.simulation

@@ -1,6 +1,6 @@
 """The on-the-fly training stream: a ``keras.utils.PyDataset`` whose batches are simulated by worker processes.
 
-See :mod:`training.simsource` for the settings and the seeding scheme.
+See :mod:`training.data.simsource` for the settings and the seeding scheme.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 
 from datapipe.settings import SimulationSettings
 from datapipe.simulate import MapSetSimulator
-from training.data import Standardization
-from training.simworker import TRAIN_STREAM, init_worker, standardized_batch, worker_batch
+from training.data.simworker import TRAIN_STREAM, init_worker, standardized_batch, worker_batch
+from training.data.standardization import Standardization
 
 
 class SimulationStream(keras.utils.PyDataset):

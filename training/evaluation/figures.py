@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from training.evaluation.bias import BIAS_ROWS
+
 #: Colours of the estimators, shared by every figure.
 COLORS = {"network": "C3", "qe": "C0", "wf_qe": "C2", "truth": "k", "residual": "C1", "noise": "C4"}
 
@@ -101,8 +103,8 @@ def plot_r_ell(results: Mapping[str, Any]) -> Figure:
 
     Parameters
     ----------
-    results : mapping of str to training.evaluate.FieldResult
-        From :func:`training.evaluate.compare_fields`.
+    results : mapping of str to training.evaluation.comparison.FieldResult
+        From :func:`training.evaluation.comparison.compare_fields`.
 
     Returns
     -------
@@ -138,8 +140,8 @@ def plot_spectra(results: Mapping[str, Any]) -> Figure:
 
     Parameters
     ----------
-    results : mapping of str to training.evaluate.FieldResult
-        From :func:`training.evaluate.compare_fields`.
+    results : mapping of str to training.evaluation.comparison.FieldResult
+        From :func:`training.evaluation.comparison.compare_fields`.
 
     Returns
     -------
@@ -173,15 +175,13 @@ def plot_bias_test(result: Any) -> Figure:
 
     Parameters
     ----------
-    result : training.evaluate.BiasTestResult
-        From :func:`training.evaluate.run_bias_test`.
+    result : training.evaluation.bias.BiasTestResult
+        From :func:`training.evaluation.bias.run_bias_test`.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    from training.evaluate import BIAS_ROWS
-
     styles = {
         "qe_total": ("-o", COLORS["qe"]),
         "qe_minus_n0": ("--", COLORS["qe"]),

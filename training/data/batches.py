@@ -1,6 +1,7 @@
 """Batches of standardized maps for Keras: ``keras.utils.PyDataset`` objects over in-memory or HDF5 map arrays.
 
-This is the only part of the data layer that needs Keras; :mod:`training.data` imports it once the data checked out.
+Together with :mod:`training.data.simstream`, the only part of the data layer that needs Keras; the sources import it
+once the data checked out.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from training.data import Standardization
+from training.data.order import epoch_batches, epoch_order
+from training.data.standardization import Standardization
 
-# Random stream of the batch order, distinct from the split's (training.data) for the same seed.
-_SHUFFLE_STREAM = 1
 _fork_hook_registered = False
 
 
@@ -46,7 +46,8 @@ class MapDataset(keras.utils.PyDataset):
 
     The dataset keeps the arrays in physical units and standardizes each batch as it is drawn, so no standardized
     copy of the data is held in memory. With ``shuffle``, the batch order of epoch *e* is a permutation drawn from
-    ``numpy.random.default_rng([seed, 1, e])``: reproducible, and the same after a resume (see :meth:`set_epoch`).
+    ``numpy.random.default_rng([seed, 1, e])`` (:func:`training.data.order.epoch_order`): reproducible, and the same
+    after a resume (see :meth:`set_epoch`).
 
     Parameters
     ----------
@@ -109,8 +110,7 @@ class MapDataset(keras.utils.PyDataset):
         if not self.shuffle:
             return self.indices
         if self._order_epoch != self.epoch:
-            rng = np.random.default_rng([self.seed, _SHUFFLE_STREAM, self.epoch])
-            self._order = self.indices[rng.permutation(len(self.indices))]
+            self._order = epoch_order(self.indices, self.seed, self.epoch)
             self._order_epoch = self.epoch
         return self._order
 
@@ -138,14 +138,14 @@ class MapDataset(keras.utils.PyDataset):
 class H5MapDataset(MapDataset):
     """Training batches streamed from an HDF5 file, shuffled per epoch in contiguous blocks.
 
-    The batches of epoch *e* are :func:`training.h5stream.epoch_batches` of the training indices: runs of
+    The batches of epoch *e* are :func:`training.data.order.epoch_batches` of the training indices: runs of
     ``block_maps`` consecutive maps, in a random order drawn from ``numpy.random.default_rng([seed, 1, e])``, so
     each batch is read in a few contiguous slices. Standardization, epoch counting and :meth:`set_epoch` are those
     of :class:`MapDataset`.
 
     Parameters
     ----------
-    arrays : mapping of str to training.h5stream.H5Column
+    arrays : mapping of str to training.data.h5file.H5Column
         The file's arrays, read on demand.
     indices : numpy.ndarray
         Training rows.
@@ -175,8 +175,6 @@ class H5MapDataset(MapDataset):
 
     def batch_indices(self, index: int) -> np.ndarray:
         """Map indices of batch ``index`` of the current epoch (sorted: read in file order)."""
-        from training.h5stream import epoch_batches
-
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range ({len(self)} batches)")
         cached = self._epoch_batches  # one read: worker threads may replace it concurrently

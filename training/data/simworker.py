@@ -9,7 +9,7 @@ import numpy as np
 
 from datapipe.settings import SimulationSettings
 from datapipe.simulate import MapSetSimulator
-from training.data import Standardization
+from training.data.standardization import Standardization
 
 #: Seed stream of the training batches: the pipeline's own (``datapipeline.py --seed`` writes the same map sets).
 TRAIN_STREAM = 0
