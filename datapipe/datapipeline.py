@@ -15,7 +15,13 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datapipe.errors import PipelineError  # noqa: E402
-from datapipe.settings import ALL_MAPS, DEFAULT_MAPS, QE_MAPS, SimulationSettings  # noqa: E402
+from datapipe.settings import (  # noqa: E402
+    ALL_MAPS,
+    DEFAULT_MAPS,
+    QE_MAPS,
+    SimulationSettings,
+    default_output_path,
+)
 
 #: Map sets simulated by the bare command (about a minute on one core here); the paper used 70,000.
 DEFAULT_NSIMS = 10000
@@ -33,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--nsims", type=int, default=DEFAULT_NSIMS,
                    help="number of map sets (the paper used 70000)")
-    p.add_argument("--output", type=Path, default=Path("map_sets32.npz"),
-                   help="output file, .npz or .h5 (window_info.npz is written beside it)")
+    p.add_argument("--output", type=Path, default=default_output_path(),
+                   help="output file, .npz or .h5 (window_info.npz is written beside it); by default "
+                        "datapipe/map_sets32.npz of a source checkout, where config.json looks for it, from any "
+                        "folder (./map_sets32.npz when installed)")
     p.add_argument("--maps", default=",".join(DEFAULT_MAPS),
                    help="comma-separated arrays to save; valid: " + ",".join(ALL_MAPS))
     p.add_argument("--npix", type=int, default=defaults.npix, help="pixels per side")

@@ -161,3 +161,31 @@ def test_failed_run_leaves_no_output(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="simulated crash"):
         runner.run_simulation(SimulationSettings(npix=32, taper_deg=0.3), out, 10, chunk_size=4, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cwd", ["root", "elsewhere"])
+def test_default_output_is_the_data_path_of_config_json_from_any_folder(cwd, tmp_path, monkeypatch):
+    from datapipe import datapipeline
+    from training.config import load_config
+
+    monkeypatch.chdir(ROOT if cwd == "root" else tmp_path)
+    default = datapipeline.build_parser().parse_args([]).output
+    config = load_config(ROOT / "config.json")
+    assert default.is_absolute()
+    assert default == config.resolve(config.data_path) == ROOT / "datapipe" / "map_sets32.npz"
+
+
+def test_help_shows_the_resolved_default_output(tmp_path):
+    result = run(["--help"], cwd=tmp_path)
+    assert result.returncode == 0
+    squeeze = "".join  # argparse wraps long help lines, perhaps inside a long path
+    assert squeeze(str(ROOT / "datapipe" / "map_sets32.npz").split()) in squeeze(result.stdout.split())
+
+
+def test_default_output_of_an_installed_package_is_in_the_working_folder(tmp_path, monkeypatch):
+    from datapipe import settings
+
+    fake = tmp_path / "site-packages" / "datapipe" / "settings.py"  # no config.json nor training/ above it
+    monkeypatch.setattr(settings, "__file__", str(fake))
+    monkeypatch.chdir(tmp_path)
+    assert settings.default_output_path() == tmp_path.resolve() / "map_sets32.npz"
