@@ -1,5 +1,7 @@
-# ResUNet-CMB: `make demo` runs the main job on a small default, `make test` runs the test suite.
-# Both create the virtual environment .venv on first use (Python >= 3.10 is the only prerequisite).
+# ResUNet-CMB: `make demo` runs the main job on a small default (every output under results/), `make test` runs the
+# test suite, `make images` redraws the tracked example figure images/example_map_set.png.
+# Each creates the virtual environment .venv on first use (Python >= 3.10 is the only prerequisite), installing the
+# requirement files, which repeat the dependencies declared in pyproject.toml, then the project itself (editable).
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,14 +9,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt datapipe_requirements.txt tensorflowtraining_requirements.txt requirements-dev.txt pyproject.toml
 
-.PHONY: venv test demo lint spectra bench mpi clean
+.PHONY: venv test demo images lint spectra bench mpi clean
 
 venv: $(STAMP)
 
 $(STAMP): $(REQS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 is required (set PYTHON=python3.x)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77"
 	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -24,6 +26,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The demo's example figure (map set 1, paper settings, seed 2021), simulated afresh in a temporary folder.
+images: $(STAMP)
+	$(BIN)/python scripts/make_example_figure.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

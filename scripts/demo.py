@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """`make demo`: the project's main job on a small default.
 
-1. Simulates a small data set with the pipeline (paper settings), prints a per-array summary and draws one map set
-   to ``images/example_map_set.png``.
+1. Simulates a small data set with the pipeline (paper settings, seed 2021), prints a per-array summary and draws
+   map set 1 to ``results/demo/example_map_set.png``. (The copy tracked in ``images/`` comes from ``make images``,
+   i.e. ``scripts/make_example_figure.py``, which draws the same map set.)
 2. Evaluates a network against the quadratic estimator on a freshly simulated test set: the shipped noiseless
    network ``trained_networks/noiseless_netw`` when it exists, else a tiny ResUNet-CMB trained here for about a
    minute on the CPU (32×32 maps; it shows the machinery, not the paper's results). Prints the r_L table and the
    lensing-bias table and writes ``metrics.json`` and the figures to ``results/demo/``.
+
+Everything the demo writes lies under ``results/demo/``; it changes no tracked file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from datapipe.summary import plot_map_set, summary_table  # noqa: E402
 
 DEMO_DIR = ROOT / "results" / "demo"
 NSIMS = 300
+#: The example figure: map set EXAMPLE_INDEX of a data set simulated with the paper's settings and EXAMPLE_SEED.
+EXAMPLE_SEED = 2021
+EXAMPLE_INDEX = 1
+FIGURE = DEMO_DIR / "example_map_set.png"
 SHIPPED_NETWORK = ROOT / "trained_networks" / "noiseless_netw"
 #: Arrays of the evaluation test sets: the network's inputs, the truths and every QE map.
 TEST_MAPS = ("q_len", "u_len", "e_unl", "tru_kappa", "tru_tau", "rec_kappa", "rec_tau", "wf_rec_kappa", "wf_rec_tau")
@@ -51,6 +58,52 @@ def simulate(path: Path, nsims: int, seed: int, **settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     s = SimulationSettings(seed=seed, maps=TEST_MAPS, **settings)
     return run_simulation(s, path, nsims, workers=2, chunk_size=16, overwrite=True, progress=False)
+
+
+def simulate_example_data(path: Path, nsims: int, *, workers: int = 2, progress: bool = True, **settings) -> Path:
+    """Simulate the demo's data set: ``nsims`` map sets, paper settings (unless overridden) and seed 2021.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Output ``.npz`` file (``window_info.npz`` is written beside it); an existing file is replaced.
+    nsims : int
+        Number of map sets. Map set ``i`` depends only on (seed, ``i``), so any ``nsims > EXAMPLE_INDEX`` gives the
+        same example map set.
+    workers : int
+        Worker processes (the output does not depend on them).
+    progress : bool
+        Show a progress bar.
+    **settings
+        Overrides of :class:`datapipe.settings.SimulationSettings` (e.g. ``npix=32`` in the tests).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return run_simulation(SimulationSettings(seed=EXAMPLE_SEED, **settings), path, nsims, workers=workers,
+                          chunk_size=16, overwrite=True, progress=progress)
+
+
+def draw_example(data: Path, output: Path) -> Path:
+    """Draw map set ``EXAMPLE_INDEX`` of ``data`` (observed Q/U, primordial E, true and QE κ and τ) to ``output``.
+
+    Parameters
+    ----------
+    data : pathlib.Path
+        Pipeline output holding at least ``EXAMPLE_INDEX + 1`` map sets.
+    output : pathlib.Path
+        PNG to write; its folder is created.
+
+    Returns
+    -------
+    pathlib.Path
+        ``output``.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return plot_map_set(data, output, index=EXAMPLE_INDEX)
 
 
 def shipped_imagesize(folder: Path) -> int:
@@ -80,14 +133,39 @@ def train_tiny_network(folder: Path) -> Path:
     return folder / "network"
 
 
-def main() -> int:
-    DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    data = DEMO_DIR / "map_sets32.npz"
-    print(f"[demo] simulating {NSIMS} map sets (paper settings, noiseless) -> {data}")
-    run_simulation(SimulationSettings(seed=2021), data, NSIMS, workers=2, chunk_size=16, overwrite=True)
+def example_step(folder: Path = DEMO_DIR, nsims: int = NSIMS, *, workers: int = 2, progress: bool = True,
+                 **settings) -> tuple[Path, Path]:
+    """Step 1 of the demo: simulate the data set into ``folder``, print its summary, draw the example figure there.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        Output folder (``results/demo/`` in the demo); created if needed.
+    nsims : int
+        Number of map sets (more than ``EXAMPLE_INDEX``).
+    workers : int
+        Worker processes of the simulation.
+    progress : bool
+        Show a progress bar.
+    **settings
+        Overrides of the paper's simulation settings (the tests use 32×32 maps).
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        The data file ``folder/map_sets32.npz`` and the figure ``folder/example_map_set.png``.
+    """
+    data = Path(folder) / "map_sets32.npz"
+    print(f"[demo] simulating {nsims} map sets (paper settings, noiseless) -> {data}")
+    simulate_example_data(data, nsims, workers=workers, progress=progress, **settings)
     print(summary_table(data))
-    figure = plot_map_set(data, ROOT / "images" / "example_map_set.png", index=1)
-    print(f"[demo] wrote {figure}")
+    figure = draw_example(data, Path(folder) / FIGURE.name)
+    print(f"[demo] wrote the example map set figure to {figure}")
+    return data, figure
+
+
+def main() -> int:
+    example_step(DEMO_DIR, NSIMS)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Keras loads: TensorFlow's start-up chatter
     if (SHIPPED_NETWORK / "model_architecture.json").is_file() or (SHIPPED_NETWORK / "model.keras").is_file():
@@ -103,13 +181,14 @@ def main() -> int:
         test = simulate(DEMO_DIR / "test_set" / "map_sets32.npz", TEST_NSIMS, seed=2022, **TINY_SETTINGS)
 
     from training.config import TrainingError
-    from training.evaluate import run_evaluation
+    from training.evaluation.run import run_evaluation
 
     try:
         run_evaluation(network, test, DEMO_DIR, bias_test=True, bias_nsims=BIAS_NSIMS)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(f"[demo] every output is in {DEMO_DIR}")
     return 0
 
 
