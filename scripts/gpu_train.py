@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the reference ResUNet-CMB networks on one lent GPU within a fixed wall-clock budget.
+"""Train the reference ResUNet-CMB networks on one GPU within a fixed wall-clock budget.
 
 Runs on a bare machine with Python, JAX, numpy, scipy and h5py but no TensorFlow and no internet (the missing
 wheels are installed by ``scripts/gpu_train.sh``). For each requested network it:
@@ -12,12 +12,12 @@ wheels are installed by ``scripts/gpu_train.sh``). For each requested network it
    (r_L of the network and of the QE, spectra, figures, lensing-bias test);
 3. packs what ships into at most 3 files per network under ``--out``: ``<name>.tar`` (config, map means/stds,
    architecture, training log, summary, metrics, figures) and the model-only weights split into
-   ``<name>.weights.h5.part<k>`` pieces of at most 15 MiB (the device returns files of at most 16 MiB).
+   ``<name>.weights.h5.part<k>`` pieces of at most 15 MiB (for transfer channels that limit file sizes).
 
 Reassemble here with ``python scripts/gpu_unpack.py DIR``.
 
 ``--dry-run`` runs the same steps on the CPU with a tiny configuration (32×32 maps, a few steps), as a check
-before spending device time::
+before spending GPU time::
 
     KERAS_BACKEND=jax python scripts/gpu_train.py --dry-run --out /tmp/gpu_dry --networks noiseless_netw
 """

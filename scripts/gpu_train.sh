@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Train the reference networks on a lent GPU (see scripts/gpu_train.py). Run from the repository root:
+# Train the reference networks on one GPU within a fixed wall-clock budget (see scripts/gpu_train.py).
+# Run from the repository root:
 #   bash scripts/gpu_train.sh OUTDIR [extra gpu_train.py options]
-# On the device machine: carry .whl (the wheels listed in scripts/gpu_wheels.txt) and pass $OUT as OUTDIR.
+# On a GPU machine without TensorFlow, pixell or internet access, copy the wheels listed in scripts/gpu_wheels.txt
+# into .whl/ beside the repository first: they are installed into /tmp/site.
 set -euo pipefail
 out=${1:?usage: gpu_train.sh OUTDIR [options]}
 shift
