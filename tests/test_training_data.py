@@ -211,7 +211,7 @@ def test_data_checks_run_without_keras(map_file):
     code = (
         "import sys\n"
         "from training.config import load_config, TrainingError\n"
-        "from training.data import check_data\n"
+        "from training.data.sources import check_data\n"
         f"cfg = load_config({str(cfg)!r})\n"
         "try:\n    check_data(cfg)\nexcept TrainingError as exc:\n    print(exc)\n"
         "print('keras' in sys.modules)\n"
