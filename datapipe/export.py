@@ -63,8 +63,7 @@ def export_array(source: MapFile, name: str, path: Path, max_maps: int | None, p
     nmaps = nsims if max_maps is None else min(nsims, max_maps)
     _, wcs = sky_geometry(npix, pixel_arcmin)
     with atomic_output(path, suffix=".fits") as tmp, fits.StreamingHDU(tmp, fits_header(wcs, nmaps, npix, name)) as out:
-        for start in range(0, nmaps, BLOCK_MAPS):
-            stored = source.read_block(name, start, min(start + BLOCK_MAPS, nmaps))
+        for stored in source.iter_blocks(name, nmaps, BLOCK_MAPS):
             if not source.flipped:
                 stored = stored[:, ::-1]
             out.write(to_sky_order(stored).astype(np.float32))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,13 +184,40 @@ class MapFile:
         with zipfile.ZipFile(self.path) as zf, zf.open(f"{name}.npy") as member:
             shape, fortran_order, dtype = _npy_header(member)
             if fortran_order:
-                data = np.lib.format.read_array(member, allow_pickle=False)
-                return np.asarray(data[start:stop], dtype=np.float32)
+                return np.asarray(np.lib.format.read_array(member, allow_pickle=False)[start:stop], dtype=np.float32)
             per_map = int(np.prod(shape[1:])) * dtype.itemsize
             _skip(member, start * per_map)
-            count = max(0, min(stop, shape[0]) - start)
-            data = np.frombuffer(member.read(count * per_map), dtype=dtype)
-            return data.reshape((count,) + tuple(shape[1:])).astype(np.float32)
+            return _read_maps(member, max(0, min(stop, shape[0]) - start), shape, dtype)
+
+    def iter_blocks(self, name: str, stop: int, block_maps: int) -> Iterator[np.ndarray]:
+        """Maps ``0 .. stop - 1`` of one array in consecutive blocks of ``block_maps``, as stored (float32).
+
+        The file is opened once and read front to back, so memory holds one block and nothing is read twice.
+        """
+        stop = min(stop, self.shapes[name][0])
+        if self.is_h5:
+            import h5py
+
+            with h5py.File(self.path, "r") as f:
+                for start in range(0, stop, block_maps):
+                    yield np.asarray(f[name][start : min(start + block_maps, stop)], dtype=np.float32)
+            return
+        with zipfile.ZipFile(self.path) as zf, zf.open(f"{name}.npy") as member:
+            shape, fortran_order, dtype = _npy_header(member)
+            if fortran_order:
+                data = np.lib.format.read_array(member, allow_pickle=False)
+                for start in range(0, stop, block_maps):
+                    yield np.asarray(data[start : min(start + block_maps, stop)], dtype=np.float32)
+                return
+            for start in range(0, stop, block_maps):
+                yield _read_maps(member, min(block_maps, stop - start), shape, dtype)
+
+
+def _read_maps(member: Any, count: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The next ``count`` maps of a C-ordered ``.npy`` stream of the given shape and dtype, as float32."""
+    per_map = int(np.prod(shape[1:])) * dtype.itemsize
+    data = np.frombuffer(member.read(count * per_map), dtype=dtype)
+    return data.reshape((count,) + tuple(shape[1:])).astype(np.float32)
 
 
 def _npy_header(member: Any) -> tuple[tuple[int, ...], bool, np.dtype]:

@@ -109,6 +109,10 @@ def test_blocks_are_read_without_the_rest_of_the_array(map_files):
     for path in (npz, h5):
         block = MapFile(path).read_block("u_len", 2, 5)
         np.testing.assert_array_equal(block, stored[2:5])
+        blocks = list(MapFile(path).iter_blocks("u_len", 5, 2))
+        assert [b.shape[0] for b in blocks] == [2, 2, 1] and all(b.dtype == np.float32 for b in blocks)
+        np.testing.assert_array_equal(np.concatenate(blocks), stored[:5])
+        assert sum(b.shape[0] for b in MapFile(path).iter_blocks("u_len", 100, 4)) == NSIMS
 
 
 def test_a_file_without_metadata_needs_the_pixel_size(map_files, tmp_path):
