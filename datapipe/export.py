@@ -89,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "a (nmaps, npix, npix) float32 cube with its CAR WCS, RA increasing to the left; also "
                     "OUTPUT/taper.fits when window_info.npz lies beside FILE.",
     )
-    p.add_argument("file", type=Path, help="map file written by datapipe/datapipeline.py")
-    p.add_argument("--output", type=Path, default=None,
+    p.add_argument("file", type=Path, metavar="FILE", help="map file written by datapipe/datapipeline.py")
+    p.add_argument("--output", type=Path, default=None, metavar="DIR",
                    help="folder for the FITS files (default: FILE without its suffix); created if missing")
-    p.add_argument("--maps", default=None, help="comma-separated arrays to export (default: all)")
-    p.add_argument("--max-maps", type=int, default=None, help="export only the first N maps of each array")
+    p.add_argument("--maps", default=None, metavar="A,B", help="comma-separated arrays to export (default: all)")
+    p.add_argument("--max-maps", type=int, default=None, metavar="N", help="export only the first N maps of each array")
     p.add_argument("--overwrite", action="store_true", help="replace existing FITS files")
     return p
 
