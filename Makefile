@@ -34,7 +34,7 @@ images: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# Recompute the cached CAMB spectra shipped in datapipe/data/ (takes ~1 minute).
+# Recompute the cached CAMB spectra shipped in datapipe/data/ (about 45 s on a 2-core CPU).
 spectra: $(STAMP)
 	$(BIN)/python -m datapipe.spectra --regenerate
 

@@ -27,6 +27,7 @@ from symlens.factorize import sin2t12
 from symlens.qe import lensing_response_f
 
 from datapipe.fourier import FlatSkyGrid
+from datapipe.lens import kappa_to_phi
 from datapipe.settings import SimulationSettings
 from datapipe.spectra import Spectra
 
@@ -170,8 +171,7 @@ class QuadraticEstimators:
         self._kappa_out = np.stack([kappa_out * ly, kappa_out * lx]).astype(np.complex64)
         # τ̂ = ∫EBF / ∫fF = 2 A_τ × (½∫EBF); the response's minus sign is in f.
         self._tau_out = (-self._half(self.tau_norm) * rec).astype(np.float32)
-        l2 = g.modlmap_half**2
-        self._kappa_to_phi = np.where(l2 > 0, 2.0 / np.where(l2 > 0, l2, 1.0), 0.0).astype(np.float32)
+        self._kappa_to_phi = kappa_to_phi(g.modlmap_half).astype(np.float32)
         self._kappa_wf = self._half(self.kappa_wiener).astype(np.float32)
         self._tau_wf = self._half(self.tau_wiener).astype(np.float32)
 

@@ -109,10 +109,34 @@ class FourierLenser:
         return out
 
 
+def kappa_to_phi(ell: np.ndarray) -> np.ndarray:
+    """The factor 2/(L(L+1)) that turns convergence modes into lensing-potential modes, 0 at L = 0.
+
+    κ = −½∇²φ would give 2/L² on the flat sky; 2/(L(L+1)) is the full-sky relation the original pipeline used
+    (and the one behind C_L^κκ = [L(L+1)]² C_L^φφ / 4 of the spectra), so that φ has the power C_L^φφ exactly.
+
+    Parameters
+    ----------
+    ell : ndarray
+        Multipoles |ℓ| (any shape).
+
+    Returns
+    -------
+    ndarray
+        2/(L(L+1)) where L > 0, else 0 (float64, the shape of ``ell``).
+    """
+    ell = np.asarray(ell, dtype=float)
+    denominator = ell * (ell + 1.0)
+    out = np.zeros_like(denominator)
+    np.divide(2.0, denominator, out=out, where=ell > 0)
+    return out
+
+
 def deflection_from_kappa(grid: FlatSkyGrid, kappa_k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lensing potential and deflection from half-plane κ modes.
 
-    φ(ℓ) = 2κ(ℓ)/ℓ² with the ℓ = 0 mode set to zero (never ``nan_to_num``), and ∇φ by ``iℓ φ``.
+    φ(ℓ) = 2κ(ℓ)/(ℓ(ℓ+1)) (:func:`kappa_to_phi`) with the ℓ = 0 mode set to zero (never ``nan_to_num``), and ∇φ
+    by ``iℓ φ``.
 
     Parameters
     ----------
@@ -127,10 +151,7 @@ def deflection_from_kappa(grid: FlatSkyGrid, kappa_k: np.ndarray) -> tuple[np.nd
     deflection : ndarray
         (..., 2, n, n) ∇φ along (y, x) in radians.
     """
-    l2 = grid.modlmap_half**2
-    inv = np.zeros_like(l2)
-    np.divide(2.0, l2, out=inv, where=l2 > 0)
-    phi_k = kappa_k * inv.astype(np.float32)
+    phi_k = kappa_k * kappa_to_phi(grid.modlmap_half).astype(np.float32)
     ly, lx = grid.lmap_half.astype(np.float32)
     # The gradient of a Nyquist mode vanishes at the pixel centres (sin(π x) = 0): zero it explicitly.
     ly = ly.copy()

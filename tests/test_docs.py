@@ -192,6 +192,16 @@ def test_documented_option_defaults(cli):
         assert literal == str(default), f"docs/{manual}: {name} default documented as {literal!r}, code has {default!r}"
 
 
+def test_export_options_are_documented():
+    """``python -m datapipe.export`` has its own table, "Export options", in docs/datapipe.md."""
+    from datapipe.export import build_parser
+
+    documented = documented_options(DOCS / "datapipe.md", "Export options")
+    actual = parser_options(build_parser())
+    assert sorted(set(actual) - set(documented)) == [], "docs/datapipe.md: export options missing from the table"
+    assert sorted(set(documented) - set(actual)) == [], "docs/datapipe.md: the table documents gone export options"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Config keys
 
