@@ -127,9 +127,10 @@ class Stitcher:
 
     def __init__(self, grid: TileGrid, taper: np.ndarray, names: list[str]):
         self.grid = grid
-        self.taper = np.asarray(taper, dtype=np.float64)
-        self.sums = {name: np.zeros(grid.shape, dtype=np.float64) for name in names}
-        self.weight = np.zeros(grid.shape, dtype=np.float64)
+        # float32 like the maps: a pixel sums a handful of tiles, and the accumulators are the size of the map.
+        self.taper = np.asarray(taper, dtype=np.float32)
+        self.sums = {name: np.zeros(grid.shape, dtype=np.float32) for name in names}
+        self.weight = np.zeros(grid.shape, dtype=np.float32)
 
     def add(self, starts: list[tuple[int, int]], predictions: dict[str, np.ndarray]) -> None:
         """Add the predictions (each (len(starts), tile, tile), physical units) of the tiles at ``starts``."""
@@ -157,7 +158,7 @@ class Stitcher:
         """
         if not min_weight > 0:
             raise ApplyError(f"--min-weight must be positive (got {min_weight!r})")
-        denominator = np.maximum(self.weight, min_weight)
-        maps = {name: (total / denominator).astype(np.float32) for name, total in self.sums.items()}
-        coverage = np.minimum(self.weight / min_weight, 1.0).astype(np.float32)
+        denominator = np.maximum(self.weight, np.float32(min_weight))
+        maps = {name: total / denominator for name, total in self.sums.items()}
+        coverage = np.minimum(self.weight / np.float32(min_weight), np.float32(1.0))
         return maps, coverage
