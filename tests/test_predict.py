@@ -146,3 +146,15 @@ def test_the_script_runs_from_anywhere(network, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: Q map 'nope.fits' does not exist; pass --q a FITS map or a "
                                                 "pipeline .npz/.h5 file"]
+
+
+def test_a_folder_without_data_settings_takes_the_paper_pixels_or_the_options(capsys, maps, tmp_path):
+    old = identity_network(tmp_path / "old", record=False)
+    folder = maps[0]
+    status, captured = _run(capsys, old, folder / "q.fits", folder / "u.fits", tmp_path / "out")
+    assert status == 2 and "1.5 deg taper (38 pixels per edge) does not fit the network's 32-pixel" in captured.err
+    status, captured = _run(capsys, old, folder / "q.fits", folder / "u.fits", tmp_path / "out", "--taper-deg", 0.3)
+    assert status == 0, captured.err
+    assert "note: " in captured.out and "assuming the paper's 2.34375' (set --pixel-arcmin)" in captured.out
+    info = json.loads((tmp_path / "out" / "predict_info.json").read_text())
+    assert info["taper_pixels"] == 7 and any("--pixel-arcmin" in note for note in info["notes"])
