@@ -107,7 +107,7 @@ class TileGrid:
             yield starts[i : i + size]
 
     def cut(self, imap: np.ndarray, starts: list[tuple[int, int]]) -> np.ndarray:
-        """The tiles of a (ny, nx) map at ``starts``, stacked as (len(starts), tile, tile) views copied once."""
+        """The tiles of a (ny, nx) map at ``starts``, as one (len(starts), tile, tile) array."""
         n = self.tile
         return np.stack([imap[r : r + n, c : c + n] for r, c in starts])
 

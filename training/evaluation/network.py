@@ -3,7 +3,7 @@
 A network folder (a training run's ``output_dir``, or one shipped in ``trained_networks/``) holds the model
 (``model_architecture.json`` with ``*.weights.h5``, or ``model.keras``), the standardization of its training data
 (``map_means.npz``, ``map_stds.npz``) and usually ``summary.json``, whose config names the arrays the inputs and
-outputs correspond to.
+outputs correspond to, and ``data_settings.json``, the training maps' geometry (:mod:`training.datasettings`).
 """
 
 from __future__ import annotations
