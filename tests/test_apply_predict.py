@@ -164,3 +164,18 @@ def test_no_seams_on_a_large_periodic_patch(trained, patch):
     e_true = patch["e_unl"][::-1]
     correlation = np.corrcoef(maps["e_unl"][inside], e_true[inside])[0, 1]
     assert correlation > 0.8, correlation  # ≈ 0.89 measured; a mirrored or misplaced map gives ≈ 0
+
+
+def test_the_same_sky_in_pixells_usual_orientation_gives_the_same_maps(trained, patch):
+    """RA decreasing with the column (cdelt[0] < 0) is the same sky: its pixels are reordered, not its values, so a
+    trained (direction-sensitive) network returns the mirrored maps; without the reordering E differs."""
+    wcs = FlatSkyGrid(4 * NPIX, 2.34375).wcs
+    q, u = enmap.enmap(patch["q_len"][::-1], wcs), enmap.enmap(patch["u_len"][::-1], wcs)
+    maps = predict_maps(trained, q, u)
+    mirrored = predict_maps(trained, q[:, ::-1], u[:, ::-1])  # pixell's slicing turns the WCS with the pixels
+    assert mirrored["e_unl"].wcs.wcs.cdelt[0] < 0
+    for name in ("kappa", "e_unl", "tau", "coverage"):
+        np.testing.assert_allclose(mirrored[name], maps[name][:, ::-1], atol=1e-5)
+    as_if_unmirrored = predict_maps(trained, enmap.enmap(np.asarray(q[:, ::-1]), wcs), enmap.enmap(np.asarray(
+        u[:, ::-1]), wcs))
+    assert np.max(np.abs(as_if_unmirrored["e_unl"][:, ::-1] - maps["e_unl"])) > 0.1 * np.std(maps["e_unl"])
