@@ -1,6 +1,6 @@
 """The documentation cannot drift from the code: README.md and the manuals in docs/.
 
-- every option of the three command lines is in its manual's ``Options`` table, and every option there exists;
+- every option of the four command lines is in its manual's ``Options`` table, and every option there exists;
 - every config key (``training.config.DEFAULTS``) and every key of the ``simulation`` block
   (``training.data.simsource.PIPELINE_KEYS`` and ``STREAM_DEFAULTS``) is in docs/training.md, and nothing else is;
   the documented defaults are the code's;
@@ -154,10 +154,20 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     return training.evaluate.build_parser()
 
 
+def _predict_parser() -> argparse.ArgumentParser:
+    import training.predict
+
+    assert hasattr(training.predict, "build_parser"), (
+        "training/predict.py must expose build_parser() (the docs test uses it)"
+    )
+    return training.predict.build_parser()
+
+
 CLIS = {
     "datapipe": (_datapipe_parser, "datapipe.md"),
     "training": (_training_parser, "training.md"),
     "evaluate": (_evaluate_parser, "evaluation.md"),
+    "predict": (_predict_parser, "predict.md"),
 }
 
 
@@ -308,7 +318,7 @@ def _anchors(path: Path) -> set[str]:
 
 
 def test_docs_exist():
-    for name in ("datapipe.md", "training.md", "evaluation.md", "scaling.md", "gpu.md", "development.md"):
+    for name in ("datapipe.md", "training.md", "evaluation.md", "predict.md", "scaling.md", "gpu.md", "development.md"):
         assert (DOCS / name).is_file(), f"docs/{name} is missing"
 
 
@@ -343,5 +353,5 @@ def test_readme_speaks_of_the_users_hardware():
 
 def test_readme_links_the_manuals():
     text = README.read_text(encoding="utf-8")
-    for name in ("datapipe.md", "training.md", "evaluation.md", "scaling.md", "gpu.md", "development.md"):
+    for name in ("datapipe.md", "training.md", "evaluation.md", "predict.md", "scaling.md", "gpu.md", "development.md"):
         assert f"(docs/{name})" in text, f"README.md does not link docs/{name}"

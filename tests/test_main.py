@@ -29,6 +29,7 @@ OUTPUT_FILES = [
     "training.log",
     "map_means.npz",
     "map_stds.npz",
+    "data_settings.json",
     "split_indices.npz",
     "model.keras",
     "model.weights.h5",
@@ -368,6 +369,8 @@ def test_end_to_end_with_the_pipeline_cli(tmp_path):
     assert not (tmp_path / "out").exists()  # --output-dir overrides the config
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs_run"] == 2 and summary["maps"] == {"train": 32, "val": 4, "test": 4}
+    settings = json.loads((out / "data_settings.json").read_text())  # from the pipeline file's metadata
+    assert (settings["npix"], settings["pixel_arcmin"], settings["taper_deg"]) == (32, 2.34375, 0)
     with np.load(out / "predictions.npz") as p, np.load(out / "test_data.npz") as t, np.load(maps) as m:
         assert p["tau_pred"].shape == (4, 32, 32) and np.isfinite(p["tau_pred"]).all()
         assert {"q_len_test", "rec_kappa_test", "rec_tau_test"} <= set(t.files)

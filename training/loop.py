@@ -22,6 +22,7 @@ from typing import Any
 
 from training.build import build_model, check_loss, make_optimizer, write_model_diagram
 from training.config import TrainingConfig, TrainingError
+from training.datasettings import write_data_settings
 
 
 def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None = None) -> dict[str, Any]:
@@ -156,6 +157,7 @@ def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start:
     means, stds = bundle.standardization.to_npz_dicts()
     art.save_npz(out / art.MEANS_FILE, means)
     art.save_npz(out / art.STDS_FILE, stds)
+    write_data_settings(out, cfg)  # the training maps' pixel size, taper, beam, noise (for training/predict.py)
     if bundle.split_indices is not None:
         art.save_npz(out / art.SPLIT_FILE, bundle.split_indices)
     art.save_text(out / art.ARCHITECTURE_FILE, art.architecture_json(model))

@@ -3,7 +3,7 @@
 A network folder (a training run's ``output_dir``, or one shipped in ``trained_networks/``) holds the model
 (``model_architecture.json`` with ``*.weights.h5``, or ``model.keras``), the standardization of its training data
 (``map_means.npz``, ``map_stds.npz``) and usually ``summary.json``, whose config names the arrays the inputs and
-outputs correspond to.
+outputs correspond to, and ``data_settings.json``, the training maps' geometry (:mod:`training.datasettings`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from training.config import TrainingError
+from training.datasettings import read_data_settings
 from training.evaluation.errors import EvaluationError
 
 #: Model input → array when the network folder has no ``summary.json`` (the paper's names).
@@ -46,6 +48,9 @@ class Network:
         Which files the network was built from.
     notes : list of str
         Remarks made while loading (e.g. default names assumed).
+    data_settings : dict or None
+        The training maps' settings from ``data_settings.json`` (pixel size, taper, beam, noise; see
+        :mod:`training.datasettings`), None for folders written before runs recorded them.
     """
 
     model: Any
@@ -56,6 +61,7 @@ class Network:
     folder: Path
     source: str
     notes: list[str] = dataclasses.field(default_factory=list)
+    data_settings: dict[str, Any] | None = None
 
 
 def _read_json_file(path: Path) -> dict[str, Any] | None:
@@ -217,7 +223,11 @@ def load_network(model_dir: str | Path) -> Network:
             )
     shape = model.inputs[0].shape
     imagesize = int(shape[1]) if len(shape) >= 3 and shape[1] is not None else None
-    return Network(model, std, inputs, outputs, imagesize, folder, source, notes)
+    try:
+        data_settings = read_data_settings(folder)
+    except TrainingError as exc:
+        raise EvaluationError(str(exc)) from None
+    return Network(model, std, inputs, outputs, imagesize, folder, source, notes, data_settings)
 
 
 def predict(network: Network, arrays: Mapping[str, np.ndarray], batch_size: int = 16) -> dict[str, np.ndarray]:
