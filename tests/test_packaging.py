@@ -49,7 +49,7 @@ IMPORT_TO_DISTRIBUTION = {
 #: Declared dependencies that the code does not import itself, and why they are declared.
 INDIRECT_DEPENDENCIES = {"sympy": "symlens imports it but does not declare it"}
 #: The console scripts every install provides.
-CONSOLE_SCRIPTS = {"resunet-simulate", "resunet-train", "resunet-evaluate"}
+CONSOLE_SCRIPTS = {"resunet-simulate", "resunet-train", "resunet-evaluate", "resunet-predict"}
 
 
 def canonical(name: str) -> str:
