@@ -18,7 +18,9 @@ from datapipe.errors import PipelineError  # noqa: E402
 from datapipe.settings import (  # noqa: E402
     ALL_MAPS,
     DEFAULT_MAPS,
+    NULL_FIELDS,
     QE_MAPS,
+    ROTATION_DEFAULT_MAPS,
     SimulationSettings,
     default_output_path,
 )
@@ -31,10 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SimulationSettings()
     p = argparse.ArgumentParser(
         prog="datapipeline.py",
-        description="Simulate flat-sky CMB map sets: primordial T/Q/U modulated by patchy reionization (x e^-tau), "
-                    "lensed by kappa, with beam, white noise and a cosine taper, plus quadratic-estimator "
-                    "reconstructions of kappa and tau. Writes float32 arrays (nsims, npix, npix) and "
-                    "window_info.npz beside the output.",
+        description="Simulate flat-sky CMB map sets: primordial T/Q/U, optionally rotated by a cosmic birefringence "
+                    "field alpha, modulated by patchy reionization (x e^-tau), lensed by kappa, with beam, white "
+                    "noise and a cosine taper, plus quadratic-estimator reconstructions of kappa, tau (and alpha). "
+                    "Writes float32 arrays (nsims, npix, npix) and window_info.npz beside the output.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--nsims", type=int, default=DEFAULT_NSIMS,
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "datapipe/map_sets32.npz of a source checkout, where config.json looks for it, from any "
                         "folder (./map_sets32.npz when installed)")
     p.add_argument("--maps", default=",".join(DEFAULT_MAPS),
-                   help="comma-separated arrays to save; valid: " + ",".join(ALL_MAPS))
+                   help="comma-separated arrays to save (the default gains " + ",".join(ROTATION_DEFAULT_MAPS)
+                        + " when --alpha-amplitude-deg > 0); valid: " + ",".join(ALL_MAPS))
     p.add_argument("--npix", type=int, default=defaults.npix, help="pixels per side")
     p.add_argument("--pixel-arcmin", type=float, default=defaults.pixel_arcmin, help="pixel size in arcmin")
     p.add_argument("--taper-deg", type=float, default=defaults.taper_deg,
@@ -53,12 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-uk-arcmin", type=float, default=defaults.noise_uk_arcmin,
                    help="white temperature noise in uK-arcmin (polarization: sqrt(2) times this)")
     p.add_argument("--null-fraction", type=float, default=defaults.null_fraction,
-                   help="fraction of map sets with tau = 0 and kappa = 0")
+                   help="fraction of null map sets, in which the --null-fields are zero")
+    p.add_argument("--null-fields", default=",".join(defaults.null_fields),
+                   help="comma-separated fields switched off in the null map sets, of " + ",".join(NULL_FIELDS)
+                        + " (first paper: tau,kappa; second paper: alpha)")
     p.add_argument("--seed", type=int, default=defaults.seed,
                    help="master seed; map set i depends only on (seed, i)")
     p.add_argument("--no-qe", action="store_true", help="skip the quadratic-estimator arrays (rec_*, wf_rec_*)")
     p.add_argument("--no-tau", action="store_true", help="no patchy reionization (tau = 0 in every map set)")
     p.add_argument("--no-lensing", action="store_true", help="no lensing (kappa = 0 in every map set)")
+    p.add_argument("--alpha-amplitude-deg", type=float, default=defaults.alpha_amplitude_deg,
+                   help="amplitude A in degrees of the cosmic polarization rotation alpha, "
+                        "L(L+1)C_L^aa/2pi = A^2 (second paper: 0.12; alpha maps are saved in radians); 0: no rotation")
     p.add_argument("--qe-mean-field-sims", type=int, default=defaults.qe_mean_field_sims,
                    help="extra simulations averaged into the QE mean field subtracted from rec_* (0: none)")
     p.add_argument("--workers", type=int, default=1,
@@ -81,8 +90,10 @@ def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
         if value <= 0:
             raise PipelineError(f"{option} must be a positive integer (got {value})")
     maps = [name.strip() for name in args.maps.split(",") if name.strip()]
+    explicit = args.maps != ",".join(DEFAULT_MAPS)
+    if not explicit and args.alpha_amplitude_deg > 0:
+        maps += list(ROTATION_DEFAULT_MAPS)
     if args.no_qe:
-        explicit = args.maps != ",".join(DEFAULT_MAPS)
         asked = [name for name in maps if name in QE_MAPS]
         if explicit and asked:
             raise PipelineError(f"--no-qe conflicts with --maps asking for {','.join(asked)}; drop one of them")
@@ -91,6 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
         npix=args.npix, pixel_arcmin=args.pixel_arcmin, taper_deg=args.taper_deg, beam_arcmin=args.beam_arcmin,
         noise_uk_arcmin=args.noise_uk_arcmin, null_fraction=args.null_fraction, seed=args.seed, maps=tuple(maps),
         tau=not args.no_tau, lensing=not args.no_lensing, qe_mean_field_sims=args.qe_mean_field_sims,
+        alpha_amplitude_deg=args.alpha_amplitude_deg, null_fields=args.null_fields,
     )
 
 

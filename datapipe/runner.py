@@ -56,7 +56,7 @@ def build_metadata(settings: SimulationSettings, nsims: int, simulator: MapSetSi
         "nsims": nsims,
         "seed": settings.seed,
         "arrays": list(settings.maps),
-        "units": {"t/q/u/e/b maps": "uK", "kappa, tau, phi": "dimensionless"},
+        "units": {"t/q/u/e/b maps": "uK", "kappa, tau, phi": "dimensionless", "alpha": "radians"},
         "w2": simulator.w2,
         "flipped_up_down": True,
         "versions": package_versions(),

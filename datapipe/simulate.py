@@ -1,8 +1,9 @@
-"""One batch of map sets: primordial CMB → ×e^{-τ} → lensing by κ → beam → noise → taper → E/B → QE.
+"""One batch of map sets: primordial CMB → rotation by α → ×e^{-τ} → lensing by κ → beam → noise → taper → E/B → QE.
 
 :class:`MapSetSimulator` precomputes everything that depends only on the settings (2-D spectra square
 roots, taper, QE normalizations) and then simulates any list of map-set indices; map set ``i`` depends
-only on ``(seed, i)``.
+only on ``(seed, i)``. The rotation by α (off by default) draws from its own seed stream
+(:func:`datapipe.rotation.rotation_rng`): switching it on changes no other field of a map set.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datapipe.fields import GaussianFieldGenerator, box_muller, map_set_rng
 from datapipe.fourier import FlatSkyGrid
 from datapipe.lens import FourierLenser, deflection_from_kappa
 from datapipe.polarization import qu_from_eb_half, qu_to_eb_half
+from datapipe.rotation import RotationFieldGenerator, rotate_qu, rotation_rng
 from datapipe.settings import QE_MAPS, SimulationSettings
 from datapipe.spectra import Spectra, load_spectra
 from datapipe.taper import cosine_taper, w2_factor
@@ -37,6 +39,7 @@ class _Realization:
     tau: np.ndarray
     kappa_k: np.ndarray
     phi_k: np.ndarray
+    alpha: np.ndarray | None
 
 
 class MapSetSimulator:
@@ -69,7 +72,9 @@ class MapSetSimulator:
         self._beam_half = beam_transfer(self.grid.modlmap_half, settings.beam_arcmin).astype(np.float32)
         pixel_arcmin = settings.pixel_arcmin
         self._noise_sigma_t = np.float32(settings.noise_uk_arcmin / pixel_arcmin)  # μK per pixel
+        self.rotation = RotationFieldGenerator(self.grid, settings.alpha_amplitude_deg) if settings.rotation else None
         wanted = set(settings.maps)
+        self._need_alpha_qe = bool(wanted & {"rec_alpha", "wf_rec_alpha"})
         self._need_t = bool(wanted & {"t_len", "t_unl"})
         self._need_observed_eb = bool(wanted & {"e_len", "b_len"}) or settings.needs_qe
         self._need_primordial_eb = bool(wanted & {"e_unl", "b_unl"})
@@ -94,13 +99,19 @@ class MapSetSimulator:
             if noise_white is not None:
                 box_muller(rng, noise_white[j])
         fk = self.generator.fields(white)
-        scalar_off = null[:, None, None]
-        tau_k = np.where(scalar_off | (not s.tau), 0, fk.tau)
-        kappa_k = np.where(scalar_off | (not s.lensing), 0, fk.kappa)
+        null = null[:, None, None]
+        tau_k = np.where((null & ("tau" in s.null_fields)) | (not s.tau), 0, fk.tau)
+        kappa_k = np.where((null & ("kappa" in s.null_fields)) | (not s.lensing), 0, fk.kappa)
+        alpha = None
+        if self.rotation is not None:
+            alpha_k = self.rotation.draw_fourier([rotation_rng(s.seed, index, stream) for index in indices])
+            alpha = g.irfft(np.where(null & ("alpha" in s.null_fields), 0, alpha_k))
 
         # Primordial T, Q, U (pure E since r = 0).
         q_unl, u_unl = qu_from_eb_half(g, fk.e)
         t_unl = g.irfft(fk.t) if self._need_t else None
+        # Rotated by α (T is unchanged), before the modulation and lensing.
+        q_rot, u_rot = (q_unl, u_unl) if alpha is None else rotate_qu(q_unl, u_unl, alpha)
 
         # Truth fields and deflection.
         phi_k, deflection = deflection_from_kappa(g, kappa_k)
@@ -108,11 +119,11 @@ class MapSetSimulator:
         screen = np.exp(-tau)
 
         # Observed: modulate by e^{-τ}, lens, beam, noise, taper.
-        components = ([t_unl * screen] if self._need_t else []) + [q_unl * screen, u_unl * screen]
+        components = ([t_unl * screen] if self._need_t else []) + [q_rot * screen, u_rot * screen]
         observed = np.stack(components, axis=1)
         if s.lensing:
             for j in range(nb):
-                if not null[j]:
+                if kappa_k[j].any():
                     observed[j] = self.lenser.lens(observed[j], deflection[j])
         if s.beam_arcmin > 0:
             observed = g.irfft(g.rfft(observed) * self._beam_half)
@@ -123,19 +134,20 @@ class MapSetSimulator:
         observed *= self._taper32
         names = OBSERVED_TQU if self._need_t else OBSERVED_TQU[1:]
         return _Realization(observed=dict(zip(names, np.moveaxis(observed, 1, 0), strict=True)), t_unl=t_unl,
-                            q_unl=q_unl, u_unl=u_unl, tau=tau, kappa_k=kappa_k, phi_k=phi_k)
+                            q_unl=q_unl, u_unl=u_unl, tau=tau, kappa_k=kappa_k, phi_k=phi_k, alpha=alpha)
 
     def _estimate_qe_mean_field(self, nsims: int) -> None:
         """Average QE output of ``nsims`` extra simulations (an independent seed stream), subtracted from every
-        reconstruction: the taper modulates the maps, and the QEs (the τ one above all) respond to it."""
-        kappa_sum, tau_sum = 0.0, 0.0
+        reconstruction: the taper modulates the maps, and the QEs (the τ one above all) respond to it. The
+        rotation QE's mean field is estimated only when its maps are requested."""
+        fields = ("kappa", "tau", "alpha") if self._need_alpha_qe else ("kappa", "tau")
+        sums = [0.0] * len(fields)
         for start in range(0, nsims, MEAN_FIELD_CHUNK):
             indices = list(range(start, min(start + MEAN_FIELD_CHUNK, nsims)))
             obs = self._realize(indices, stream=MEAN_FIELD_STREAM).observed
-            kappa_k, tau_k = self.estimators.reconstruct_fourier(*qu_to_eb_half(self.grid, obs["q_len"], obs["u_len"]))
-            kappa_sum = kappa_sum + kappa_k.sum(axis=0, dtype=np.complex128)
-            tau_sum = tau_sum + tau_k.sum(axis=0, dtype=np.complex128)
-        self.estimators.set_mean_field(kappa_sum / nsims, tau_sum / nsims)
+            recs = self.estimators.reconstruct_fourier(*qu_to_eb_half(self.grid, obs["q_len"], obs["u_len"]), fields)
+            sums = [total + rec.sum(axis=0, dtype=np.complex128) for total, rec in zip(sums, recs, strict=True)]
+        self.estimators.set_mean_field(*(total / nsims for total in sums))
 
     def simulate(self, indices: np.ndarray | list[int], stream: int = 0) -> dict[str, np.ndarray]:
         """Simulate the map sets with the given indices.
@@ -186,10 +198,13 @@ class MapSetSimulator:
             out["tru_kappa"] = g.irfft(real.kappa_k) * self._taper32
         if "tru_phi" in names:
             out["tru_phi"] = g.irfft(real.phi_k) * self._taper32
+        if "tru_alpha" in names:
+            alpha = real.alpha if real.alpha is not None else np.zeros_like(real.tau)
+            out["tru_alpha"] = alpha * self._taper32
 
         return {name: np.ascontiguousarray(out[name][:, ::-1, :], dtype=np.float32) for name in names}
 
     def null_flags(self, indices: np.ndarray | list[int]) -> np.ndarray:
-        """Which of the map sets are null (τ = κ = 0), without simulating them."""
+        """Which of the map sets are null (the fields in ``settings.null_fields`` zero), without simulating them."""
         return np.array([map_set_rng(self.settings.seed, int(i)).random() < self.settings.null_fraction
                          for i in indices])

@@ -15,6 +15,8 @@ MAP_SET_PANELS = (
     ("tru_tau", "true τ", "magma"),
     ("rec_kappa", "QE κ", "viridis"),
     ("rec_tau", "QE τ", "magma"),
+    ("tru_alpha", "true α [rad]", "RdBu_r"),
+    ("rec_alpha", "QE α [rad]", "RdBu_r"),
 )
 
 
@@ -49,7 +51,7 @@ def summary_table(path: Path) -> str:
 
 
 def plot_map_set(path: Path, output: Path, index: int = 0, pixel_arcmin: float | None = None) -> Path:
-    """Figure of one map set: observed Q/U, primordial E, true κ and τ, QE κ and τ (those present).
+    """Figure of one map set: observed Q/U, primordial E, true κ, τ and α, their QE maps (those present).
 
     Parameters
     ----------

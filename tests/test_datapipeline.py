@@ -87,12 +87,32 @@ def test_map_selection_no_qe_and_running_from_the_datapipe_folder(tmp_path):
         assert not [n for n in f.files if n.startswith(("rec", "wf_"))]
 
 
+def test_rotation_options_and_default_arrays(npz_run, tmp_path):
+    out = tmp_path / "alpha.npz"
+    result = run(["--nsims", "12", "--seed", "3", "--output", str(out), *SMALL, "--alpha-amplitude-deg", "0.12",
+                  "--null-fields", "alpha", "--quiet"])
+    assert result.returncode == 0, result.stderr
+    _, plain = npz_run
+    with np.load(out) as f, np.load(plain) as g:
+        # With the rotation on, the default arrays gain its truth (radians) and QE map.
+        assert sorted(f.files) == sorted([*DEFAULT_MAPS, "tru_alpha", "rec_alpha", "metadata"])
+        assert 1e-4 < f["tru_alpha"].std() < 1e-2
+        # Same map sets (seed 3): the second paper's null map sets keep κ and τ; only α is switched off.
+        null = ~np.any(f["tru_alpha"].reshape(12, -1) != 0, axis=1)
+        null_paper1 = ~np.any(g["tru_kappa"].reshape(12, -1) != 0, axis=1)
+        np.testing.assert_array_equal(null, null_paper1)
+        assert null.any() and np.all(np.any(f["tru_kappa"].reshape(12, -1) != 0, axis=1))
+    meta = read_metadata(out)
+    assert meta["settings"]["alpha_amplitude_deg"] == 0.12 and meta["settings"]["null_fields"] == ["alpha"]
+    assert meta["units"]["alpha"] == "radians"
+
+
 def test_help_documents_every_option():
     result = run(["--help"])
     assert result.returncode == 0
     for option in ("--nsims", "--output", "--maps", "--npix", "--pixel-arcmin", "--taper-deg", "--beam-arcmin",
                    "--noise-uk-arcmin", "--null-fraction", "--seed", "--no-qe", "--no-tau", "--no-lensing",
-                   "--workers", "--chunk-size", "--overwrite", "--quiet"):
+                   "--workers", "--chunk-size", "--overwrite", "--quiet", "--alpha-amplitude-deg", "--null-fields"):
         assert option in result.stdout, option
 
 
@@ -109,6 +129,9 @@ BAD_INPUTS = [
     (["--workers", "0"], "--workers must be a positive"),
     (["--taper-deg", "1.5"], "wider than half"),
     (["--noise-uk-arcmin", "-1"], "noise level must be >= 0"),
+    (["--alpha-amplitude-deg", "-0.12"], "rotation amplitude must be a finite number of degrees >= 0"),
+    (["--null-fields", "tau,alhpa"], "unknown null field 'alhpa' (did you mean alpha?)"),
+    (["--null-fields", "alpha"], "switches off a rotation that is already off"),
 ]
 
 

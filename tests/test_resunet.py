@@ -127,3 +127,31 @@ def test_save_and_load_give_identical_predictions(tmp_path):
     for other in (loaded, rebuilt):
         for a, b in zip(expected, other.predict(x, verbose=0), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def _head_parameters(filters: int = 64, kernel: int = 5) -> int:
+    """Parameters of one output head: conv 64 + BN, BN of the decoder output, conv 64 + BN, conv 1 + BN."""
+    conv64 = kernel * kernel * filters * filters + filters
+    conv1 = kernel * kernel * filters + 1
+    bn = 4  # gamma, beta, moving mean, moving variance per channel
+    return conv64 + bn * filters + bn * filters + conv64 + bn * filters + conv1 + bn
+
+
+def test_four_output_model_adds_a_rotation_head_built_like_the_others():
+    from training.resunet import ResUNet_CMB_4out
+
+    model = ResUNet_CMB_4out({"imagesize": 32, "dropval": 0.3})
+    assert get_model_builder("ResUNet_CMB_4out") is ResUNet_CMB_4out
+    assert [t.name for t in model.inputs] == ["qlen", "ulen"]
+    assert list(model.output_names) == ["tau", "unle", "kappa", "cbf"]
+    assert _head_parameters() == 207_301
+    # The paper's trunk and three heads plus one more head: 5,292,367 + 207,301.
+    assert model.count_params() == PAPER_PARAMETERS + _head_parameters() == 5_499_668
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    # The head's BatchNorm layers have 64 + 64 + 64 + 1 channels, with 2 non-trainable statistics each.
+    assert trainable == 5_287_113 + _head_parameters() - 2 * 193 == 5_494_028
+    heads = {name: model.get_layer(name) for name in model.output_names}
+    assert all(isinstance(layer, keras.layers.BatchNormalization) for layer in heads.values())
+    assert tuple(heads["cbf"].output.shape) == (None, 32, 32, 1)
+    acts = [layer.get_config()["activation"] for layer in model.layers if isinstance(layer, keras.layers.Activation)]
+    assert acts.count("linear") == 4

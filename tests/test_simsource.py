@@ -120,6 +120,9 @@ def test_resumed_on_the_fly_run_matches_an_uninterrupted_one(run, tmp_path):
         ({"steps_per_epoch": 0}, "steps_per_epoch must be an integer >= 1"),
         ({"val_maps": 2}, "fewer than one batch"),
         ({"pixel_arcmin": -1}, "pixel size must be positive"),
+        ({"alpha_amplitude_deg": -1}, "rotation amplitude must be a finite number of degrees >= 0"),
+        ({"null_fields": ["alpha", "tua"]}, "unknown null field 'tua' (did you mean tau?)"),
+        ({"null_fields": 1}, "null fields must be names"),
     ],
 )
 def test_bad_simulation_settings_exit_2_with_the_pipelines_message(tmp_path, capsys, simulation, fragment):
@@ -135,6 +138,9 @@ def test_simulation_block_defaults_follow_the_pipeline():
     settings, opts = parse_simulation_block(None, cfg)
     assert settings.npix == 128 and settings.pixel_arcmin == 2.34375 and settings.null_fraction == 0.2
     assert settings.maps == tuple(cfg.arrays) and opts.steps_per_epoch == 1000
+    assert settings.alpha_amplitude_deg == 0 and settings.null_fields == ("tau", "kappa")
+    rotated, _ = parse_simulation_block({"alpha_amplitude_deg": 0.12, "null_fields": ["alpha"]}, cfg)
+    assert rotated.alpha_amplitude_deg == 0.12 and rotated.null_fields == ("alpha",)
     with pytest.raises(TrainingError, match="simulation must be an object"):
         validate_config({"data_path": "simulate", "simulation": [1, 2]})
 

@@ -124,3 +124,139 @@ def test_phi_is_two_kappa_over_L_L_plus_1():
             assert compared.sum() > 20, phi_name
             np.testing.assert_allclose(p[compared] / k[compared], expected[compared], rtol=1e-4, err_msg=phi_name)
             assert np.abs(p[ell == 0]).max() < 1e-6 * np.abs(p).max()  # no monopole
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cosmic polarization rotation
+
+#: Fingerprints (mean, rms, mean of x·cos(0.37 k) over the flattened pixels k) of the arrays of REFERENCE_RUN,
+#: computed with the code of commit 445eb29 (before the rotation existed; the spectra and φ = 2κ/(L(L+1)) of
+#: issue 17 included). Regenerate them only for a deliberate change of the simulation.
+REFERENCE_RUN = dict(npix=32, taper_deg=0.3, noise_uk_arcmin=1.0, beam_arcmin=1.0, null_fraction=0.5, seed=5,
+                     qe_mean_field_sims=4)
+REFERENCE_FINGERPRINTS = {
+    "t_len": (-5.129926464107214, 49.397549500103636, 0.6968878079384282),
+    "q_len": (-0.28872309473638325, 3.400920120178243, -0.008235375005552742),
+    "u_len": (0.013542366969950592, 3.5376926222443164, 0.08357870950708632),
+    "e_len": (-0.2887230802363092, 4.536702442530779, -0.06155701911101487),
+    "b_len": (0.01354236611408055, 1.869046914914528, 0.04426670429804259),
+    "t_unl": (-4.953944264485926, 49.79999387984055, 0.721758769617363),
+    "q_unl": (-0.26018692949316335, 3.375741091734807, -0.01572606151109581),
+    "u_unl": (0.025751409881065612, 3.5431227841588973, 0.08133805386024058),
+    "e_unl": (-0.2601869229131637, 4.545944553833664, -0.06346609165131314),
+    "b_unl": (0.025751400387107992, 1.81210402935609, 0.03818861949384181),
+    "tru_kappa": (0.003218675584437891, 0.03843138180495387, 0.0008845744715713631),
+    "tru_phi": (6.447638221620438e-08, 3.1551829941137974e-07, 2.291633862522098e-09),
+    "tru_tau": (6.781503984465594e-05, 0.002013465208717748, 2.5180834857305598e-05),
+    "rec_kappa": (1.816307104718362e-10, 0.32530279210705143, -0.0015719865780520845),
+    "rec_phi": (-8.862268557896513e-16, 6.809239568635113e-07, -3.0753351812976337e-09),
+    "wf_rec_kappa": (2.7191152107697292e-11, 0.04548925677203625, -0.00039713215900498997),
+    "rec_tau": (-3.667963710540789e-10, 0.23627989714088182, 0.005624267580978157),
+    "wf_rec_tau": (7.83701743908502e-13, 0.0006752781296465312, 7.127928474032131e-06),
+}
+
+
+def _fingerprint(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64).ravel()
+    return np.array([x.mean(), np.sqrt(np.mean(x**2)), np.mean(x * np.cos(0.37 * np.arange(x.size)))])
+
+
+def test_without_rotation_the_data_are_those_of_the_code_before_it(monkeypatch):
+    import datapipe.simulate as simulate_module
+
+    def no_alpha(*args, **kwargs):
+        raise AssertionError("the rotation's generator must not be used when the amplitude is 0")
+
+    monkeypatch.setattr(simulate_module, "rotation_rng", no_alpha)
+    out = MapSetSimulator(SimulationSettings(**REFERENCE_RUN, maps=tuple(REFERENCE_FINGERPRINTS))).simulate(range(4))
+    for name, expected in REFERENCE_FINGERPRINTS.items():
+        got = _fingerprint(out[name])
+        # Any change of the chain (an extra random draw, another order of operations) changes these by O(rms);
+        # float32 round-off between platforms by ~1e-7 rms.
+        assert np.all(np.abs(got - np.array(expected)) <= 1e-5 * expected[1]), (name, got, expected)
+
+
+def test_rotation_changes_the_polarization_and_nothing_else():
+    names = ("t_len", "q_len", "u_len", "q_unl", "u_unl", "e_unl", "tru_kappa", "tru_tau", "tru_alpha", "rec_tau")
+    base = SimulationSettings(**SMALL, noise_uk_arcmin=2.0, null_fraction=0.3, seed=12, qe_mean_field_sims=0,
+                              maps=names)
+    off = MapSetSimulator(base).simulate(range(5))
+    on = MapSetSimulator(base.replace(alpha_amplitude_deg=0.5)).simulate(range(5))
+    # κ, τ and the primordial CMB come from the map set's own stream: unchanged bytes.
+    for name in ("q_unl", "u_unl", "e_unl", "tru_kappa", "tru_tau"):
+        assert on[name].tobytes() == off[name].tobytes(), name
+    # T with its noise too, up to the lensing accuracy (1e-5): T is lensed in one complex transform with Q.
+    np.testing.assert_allclose(on["t_len"], off["t_len"], atol=1e-5 * np.abs(off["t_len"]).max())
+    assert np.all(off["tru_alpha"] == 0) and np.abs(on["tru_alpha"]).max() > 0
+    for name in ("q_len", "u_len", "rec_tau"):
+        assert np.abs(on[name] - off[name]).max() > 1e-3 * np.abs(off[name]).max(), name
+
+
+def test_rotation_alone_rotates_the_primordial_maps():
+    s = SimulationSettings(**FLAT, null_fraction=0.0, tau=False, lensing=False, alpha_amplitude_deg=2.0,
+                           maps=("q_len", "u_len", "q_unl", "u_unl", "tru_alpha"))
+    out = MapSetSimulator(s).simulate(range(3))
+    alpha = out["tru_alpha"].astype(np.float64)
+    q, u = out["q_unl"].astype(np.float64), out["u_unl"].astype(np.float64)
+    # Q ± iU → e^{±2iα}(Q ± iU), α in radians (A = 2° gives an rms of a few hundredths of a radian).
+    assert 0.01 < alpha.std() < 0.2
+    np.testing.assert_allclose(out["q_len"], q * np.cos(2 * alpha) - u * np.sin(2 * alpha), atol=1e-4)
+    np.testing.assert_allclose(out["u_len"], q * np.sin(2 * alpha) + u * np.cos(2 * alpha), atol=1e-4)
+
+
+def test_null_fields_choose_what_the_null_map_sets_switch_off():
+    base = SimulationSettings(**SMALL, null_fraction=1.0, alpha_amplitude_deg=0.5,
+                              maps=("tru_kappa", "tru_tau", "tru_alpha"))
+    paper1 = MapSetSimulator(base).simulate(range(3))
+    assert np.all(paper1["tru_kappa"] == 0) and np.all(paper1["tru_tau"] == 0)
+    assert np.abs(paper1["tru_alpha"]).max() > 0
+    paper2 = MapSetSimulator(base.replace(null_fields=("alpha",))).simulate(range(3))
+    assert np.all(paper2["tru_alpha"] == 0)
+    assert np.abs(paper2["tru_kappa"]).max() > 0 and np.abs(paper2["tru_tau"]).max() > 0
+    both = MapSetSimulator(base.replace(null_fields="tau,kappa,alpha")).simulate(range(3))
+    assert all(np.all(both[name] == 0) for name in both)
+    # The same map sets are null whatever the null fields.
+    mixed = base.replace(null_fraction=0.5, null_fields=("alpha",))
+    flags = MapSetSimulator(mixed).null_flags(range(12))
+    alpha = MapSetSimulator(mixed).simulate(range(12))["tru_alpha"]
+    assert 0 < flags.sum() < 12
+    np.testing.assert_array_equal(np.abs(alpha).max(axis=(1, 2)) == 0, flags)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"alpha_amplitude_deg": -0.1}, "finite number of degrees >= 0"),
+    ({"alpha_amplitude_deg": float("nan")}, "finite number of degrees >= 0"),
+    ({"null_fields": ("tau", "alhpa")}, "unknown null field 'alhpa' (did you mean alpha?)"),
+    ({"null_fields": ()}, "no null fields given"),
+    ({"null_fields": ("tau", "tau")}, "null fields repeated"),
+    ({"null_fields": 3}, "null fields must be names"),
+    ({"null_fields": ("alpha",)}, "switches off a rotation that is already off"),
+])
+def test_bad_rotation_settings(changes, message):
+    from datapipe.errors import PipelineError
+
+    with pytest.raises(PipelineError) as info:
+        SimulationSettings(**SMALL, **changes)
+    assert message in str(info.value)
+
+
+def test_rotation_comes_before_lensing():
+    from datapipe.lens import deflection_from_kappa
+    from datapipe.rotation import rotate_qu
+
+    s = SimulationSettings(**FLAT, null_fraction=0.0, tau=False, alpha_amplitude_deg=2.0,
+                           maps=("q_len", "u_len", "q_unl", "u_unl", "tru_alpha", "tru_kappa"))
+    sim = MapSetSimulator(s)
+    out = {name: arr[:, ::-1].astype(np.float64) for name, arr in sim.simulate(range(2)).items()}  # sky orientation
+    _, deflection = deflection_from_kappa(sim.grid, sim.grid.rfft(out["tru_kappa"]))
+
+    def lensed(q, u):
+        return np.stack([sim.lenser.lens(np.stack([q[j], u[j]]), deflection[j]) for j in range(2)], axis=1)
+
+    rotated_then_lensed = lensed(*rotate_qu(out["q_unl"], out["u_unl"], out["tru_alpha"]))
+    lensed_then_rotated = np.stack(rotate_qu(*lensed(out["q_unl"], out["u_unl"]), out["tru_alpha"]))
+    observed = np.stack([out["q_len"], out["u_len"]])
+    scale = np.abs(observed).max()
+    # Same up to the float32 round trip of κ (1e-4); the other order is off by ∇α·deflection (per cent).
+    assert np.abs(observed - rotated_then_lensed).max() < 1e-3 * scale
+    assert np.abs(observed - lensed_then_rotated).max() > 1e-2 * scale

@@ -5,11 +5,12 @@
 
 Loads a network folder (written by ``training/main.py``, or a shipped one in ``trained_networks/``), standardizes the
 observed maps of a pipeline data file with the network's own means and standard deviations, predicts τ, κ and the
-primordial E map, rescales the predictions to physical units and compares them with the truth in multipole bins —
-auto- and cross-spectra, the cross-correlation coefficient :math:`r_L = C_L^{pt} / \\sqrt{C_L^{pp} C_L^{tt}}`, the
-residual power and the effective reconstruction noise — next to the same statistics of the QE maps in the file
-(``rec_kappa``, ``rec_tau`` and their Wiener-filtered versions ``wf_rec_*``). It writes ``metrics.json``,
-``table.txt`` and PNG figures into ``--output``, and prints the table. ``--bias-test`` adds the lensing-bias
+primordial E map (and the rotation α for ``ResUNet_CMB_4out``), rescales the predictions to physical units and
+compares them with the truth in multipole bins — auto- and cross-spectra, the cross-correlation coefficient
+:math:`r_L = C_L^{pt} / \\sqrt{C_L^{pp} C_L^{tt}}`, the residual power and the effective reconstruction noise — next
+to the same statistics of the QE maps in the file (``rec_kappa``, ``rec_tau``, ``rec_alpha`` and their
+Wiener-filtered versions ``wf_rec_*``). It writes ``metrics.json``, ``table.txt`` and PNG figures into ``--output``,
+and prints the table. ``--bias-test`` adds the lensing-bias
 demonstration (:mod:`training.evaluation.bias`).
 
 The work is done by the package :mod:`training.evaluation` (also the notebook's API); this module is only the CLI.
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="training/evaluate.py",
         description="Evaluate a trained ResUNet-CMB network against the quadratic estimator: binned spectra, "
-        "cross-correlation r_L, residual and noise power of tau, kappa and E; figures; lensing-bias test.",
+        "cross-correlation r_L, residual and noise power of tau, kappa, E (and alpha); figures; lensing-bias test.",
         epilog="Exit status: 0 done, 2 bad input or nothing that can be evaluated.",
     )
     p.add_argument("--model-dir", required=True, help="network folder (training output_dir or trained_networks/<name>)")

@@ -2,7 +2,8 @@
 
 The network of Guzman & Meyers (2021), "Reconstructing patchy reionization with deep learning": a residual U-Net
 that maps the observed, lensed Stokes Q and U maps to three maps at once — the optical depth τ, the primordial
-(unlensed) E map and the lensing convergence κ.
+(unlensed) E map and the lensing convergence κ. ``ResUNet_CMB_4out``, from the authors' follow-up paper on cosmic
+polarization rotation (arXiv:2109.09715), adds a fourth head for the rotation field α.
 
 Every builder takes the run's parameters (a :class:`training.config.TrainingConfig`, a mapping or any object with
 attributes ``imagesize`` and ``dropval``) and returns an uncompiled ``keras.Model``. To add a model, write a function
@@ -186,6 +187,63 @@ def residual_block(
     return h0, layers.Add()([layers.BatchNormalization()(shortcut), h])
 
 
+def _check_imagesize(params: Any) -> tuple[int, float]:
+    size = _param(params, "imagesize")
+    dropval = float(_param(params, "dropval"))
+    if not isinstance(size, int) or size <= 0 or size % 4:
+        raise TrainingError(
+            f"imagesize must be a positive multiple of 4 (ResUNet-CMB down-samples twice), got {size!r}"
+        )
+    return size, dropval
+
+
+def resunet_cmb(params: Any, heads: tuple[str, ...], name: str) -> keras.Model:
+    """The ResUNet-CMB trunk with one output head per name in ``heads`` (outputs in that order).
+
+    See :func:`ResUNet_CMB` for the architecture; every head is built the same way, so a model with k heads has
+    the trunk's parameters plus k times those of one head.
+
+    Parameters
+    ----------
+    params : TrainingConfig, mapping or object
+        Needs ``imagesize`` (a multiple of 4) and ``dropval``.
+    heads : tuple of str
+        Output names, e.g. ``("tau", "unle", "kappa")``.
+    name : str
+        Name of the Keras model.
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled model with inputs ``qlen``, ``ulen`` and one (batch, imagesize, imagesize, 1) float32 output per
+        head.
+    """
+    size, dropval = _check_imagesize(params)
+    qlen = keras.Input((size, size, 1), name="qlen", dtype="float32")
+    ulen = keras.Input((size, size, 1), name="ulen", dtype="float32")
+    x = layers.Concatenate(axis=-1)([qlen, ulen])
+
+    # Encoder
+    _, r1 = residual_block(x, (64, 64), dropval=dropval, first=True)
+    r2_first, r2 = residual_block(r1, (64, 128), (1, 2), dropval=dropval)
+    _, r3 = residual_block(r2, (128, 128), dropval=dropval)
+    # Bridge: down to 1/4 resolution and back up to 1/2
+    _, r4 = residual_block(r3, (256, 128), (2, 1), dropval=dropval, up=(False, True))
+    # Decoder
+    _, r5 = residual_block(layers.Concatenate(axis=-1)([r4, r3]), (128, 128), dropval=dropval)
+    _, r6 = residual_block(r5, (64, 64), dropval=dropval, up=(True, False), mid_skip=r2_first)
+    shared = conv_block(r6, 64, dropval=dropval)
+
+    outputs = []
+    for head in heads:
+        h = conv_block(shared, 64, dropval=dropval)
+        h = layers.Add()([layers.BatchNormalization()(r6), h])
+        h = conv_block(h, 64, dropval=dropval)
+        # float32 output layer: outputs stay float32 under a mixed-precision policy.
+        outputs.append(conv_block(h, 1, dropval=dropval, activation="linear", name=head, dtype="float32"))
+    return keras.Model(inputs=[qlen, ulen], outputs=outputs, name=name)
+
+
 @register_model
 def ResUNet_CMB(params: Any) -> keras.Model:  # noqa: N802 - the paper's name, used in configs
     """ResUNet-CMB: Q, U (lensed) → τ, primordial E, κ.
@@ -223,36 +281,35 @@ def ResUNet_CMB(params: Any) -> keras.Model:  # noqa: N802 - the paper's name, u
     TrainingError
         If ``imagesize`` is not a positive multiple of 4.
     """
-    size = _param(params, "imagesize")
-    dropval = float(_param(params, "dropval"))
-    if not isinstance(size, int) or size <= 0 or size % 4:
-        raise TrainingError(
-            f"imagesize must be a positive multiple of 4 (ResUNet-CMB down-samples twice), got {size!r}"
-        )
+    return resunet_cmb(params, ("tau", "unle", "kappa"), "ResUNet_CMB")
 
-    qlen = keras.Input((size, size, 1), name="qlen", dtype="float32")
-    ulen = keras.Input((size, size, 1), name="ulen", dtype="float32")
-    x = layers.Concatenate(axis=-1)([qlen, ulen])
 
-    # Encoder
-    _, r1 = residual_block(x, (64, 64), dropval=dropval, first=True)
-    r2_first, r2 = residual_block(r1, (64, 128), (1, 2), dropval=dropval)
-    _, r3 = residual_block(r2, (128, 128), dropval=dropval)
-    # Bridge: down to 1/4 resolution and back up to 1/2
-    _, r4 = residual_block(r3, (256, 128), (2, 1), dropval=dropval, up=(False, True))
-    # Decoder
-    _, r5 = residual_block(layers.Concatenate(axis=-1)([r4, r3]), (128, 128), dropval=dropval)
-    _, r6 = residual_block(r5, (64, 64), dropval=dropval, up=(True, False), mid_skip=r2_first)
-    shared = conv_block(r6, 64, dropval=dropval)
+@register_model
+def ResUNet_CMB_4out(params: Any) -> keras.Model:  # noqa: N802 - the authors' name, used in configs
+    """ResUNet-CMB with a fourth head: Q, U (lensed) → τ, primordial E, κ and the polarization rotation α.
 
-    outputs = []
-    for head in ("tau", "unle", "kappa"):
-        h = conv_block(shared, 64, dropval=dropval)
-        h = layers.Add()([layers.BatchNormalization()(r6), h])
-        h = conv_block(h, 64, dropval=dropval)
-        # float32 output layer: outputs stay float32 under a mixed-precision policy.
-        outputs.append(conv_block(h, 1, dropval=dropval, activation="linear", name=head, dtype="float32"))
-    return keras.Model(inputs=[qlen, ulen], outputs=outputs, name="ResUNet_CMB")
+    The network of Guzman & Meyers, "Reconstructing Cosmic Polarization Rotation with ResUNet-CMB"
+    (arXiv:2109.09715): the trunk of :func:`ResUNet_CMB` and a fourth head ``cbf`` (cosmic birefringence) built
+    like the other three. With 207,301 parameters per head it has 5,499,668 parameters (5,494,028 trainable) at any
+    image size.
+
+    Parameters
+    ----------
+    params : TrainingConfig, mapping or object
+        Needs ``imagesize`` (pixels per side, divisible by 4) and ``dropval`` (dropout rate).
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled model with inputs ``qlen``, ``ulen`` and outputs ``tau``, ``unle``, ``kappa``, ``cbf`` (in that
+        order), each (batch, imagesize, imagesize, 1) float32. ``cbf`` is trained on ``tru_alpha`` (radians).
+
+    Raises
+    ------
+    TrainingError
+        If ``imagesize`` is not a positive multiple of 4.
+    """
+    return resunet_cmb(params, ("tau", "unle", "kappa", "cbf"), "ResUNet_CMB_4out")
 
 
 def load_model(path: str | Path, compile: bool = True) -> keras.Model:  # noqa: A002 - Keras's argument name

@@ -13,7 +13,9 @@ key                   default                meaning
 ====================  =====================  =================================================================
 ``npix`` …            pipeline defaults      ``npix``, ``pixel_arcmin``, ``taper_deg``, ``beam_arcmin``,
                                              ``noise_uk_arcmin``, ``null_fraction``, ``seed``, ``no_tau``,
-                                             ``no_lensing``, ``qe_mean_field_sims`` (as ``datapipeline.py``)
+                                             ``no_lensing``, ``qe_mean_field_sims``, ``alpha_amplitude_deg``,
+                                             ``null_fields`` (a list, e.g. ``["alpha"]``) (as
+                                             ``datapipeline.py``)
 ``steps_per_epoch``   1000                   training batches per epoch
 ``val_maps``          1024                   fixed validation map sets, simulated once
 ``test_maps``         1024                   fixed test map sets, simulated once (with the QE traces)
@@ -61,6 +63,8 @@ PIPELINE_KEYS = (
     "no_tau",
     "no_lensing",
     "qe_mean_field_sims",
+    "alpha_amplitude_deg",
+    "null_fields",
 )
 STREAM_DEFAULTS: dict[str, Any] = {
     "steps_per_epoch": 1000,
@@ -220,7 +224,8 @@ def load_simulation_source(cfg: TrainingConfig, block: Mapping[str, Any] | None 
         split_indices=None,
         source=(
             f"on-the-fly simulations (seed {s.seed}, {s.npix}x{s.npix} px of {s.pixel_arcmin}', noise "
-            f"{s.noise_uk_arcmin} uK-arcmin, beam {s.beam_arcmin}', null fraction {s.null_fraction}; "
+            f"{s.noise_uk_arcmin} uK-arcmin, beam {s.beam_arcmin}', null fraction {s.null_fraction}"
+            f"{f', rotation A = {s.alpha_amplitude_deg} deg' if s.rotation else ''}; "
             f"{opts.steps_per_epoch} fresh batches per epoch, {opts.workers} workers)"
         ),
     )

@@ -1,6 +1,6 @@
 """Binned comparison of the network's and the QE's maps with the truth, field by field.
 
-For each output with a truth array in the data (τ, κ, E), :func:`compare_fields` computes the binned spectra, the
+For each output with a truth array in the data (τ, κ, E, α), :func:`compare_fields` computes the binned spectra, the
 cross-correlation coefficient r_L and the noise (:mod:`training.evaluation.crosscorr`) of the network's prediction
 and of the QE maps (``rec_*`` and the Wiener-filtered ``wf_rec_*``), leaving out the null map sets.
 """
@@ -17,12 +17,17 @@ from training.evaluation.errors import EvaluationError
 from training.evaluation.mapdata import MapData
 
 #: QE maps compared with the network, per truth array: the raw QE and its Wiener-filtered version.
-QE_MAPS: dict[str, tuple[str, ...]] = {"tru_tau": ("rec_tau", "wf_rec_tau"), "tru_kappa": ("rec_kappa", "wf_rec_kappa")}
+QE_MAPS: dict[str, tuple[str, ...]] = {
+    "tru_tau": ("rec_tau", "wf_rec_tau"),
+    "tru_kappa": ("rec_kappa", "wf_rec_kappa"),
+    "tru_alpha": ("rec_alpha", "wf_rec_alpha"),
+}
 #: Symbol and units of the known truth arrays (others are labelled by their output name).
 FIELD_INFO: dict[str, tuple[str, str]] = {
     "tru_tau": ("τ", "dimensionless"),
     "tru_kappa": ("κ", "dimensionless"),
     "e_unl": ("E", "μK"),
+    "tru_alpha": ("α", "rad"),
 }
 #: Multipole ranges (L_min, L_max) over which the printed tables average r_L (and the bias ratios).
 AVERAGE_RANGES: tuple[tuple[int, int], ...] = ((100, 1000), (1000, 2000))
@@ -37,11 +42,11 @@ class FieldResult:
     Attributes
     ----------
     output : str
-        Model output name (``tau``, ``kappa``, ``unle``).
+        Model output name (``tau``, ``kappa``, ``unle``, ``cbf``).
     truth : str
-        Truth array name (``tru_tau``, ``tru_kappa``, ``e_unl``).
+        Truth array name (``tru_tau``, ``tru_kappa``, ``e_unl``, ``tru_alpha``).
     label, units : str
-        Symbol (τ, κ, E) and units of the field (spectra are in units² × sr).
+        Symbol (τ, κ, E, α) and units of the field (spectra are in units² × sr).
     network : ReconstructionStats
         The network's prediction against the truth.
     qe : dict of str to ReconstructionStats
@@ -96,8 +101,8 @@ def compare_fields(
 ) -> tuple[dict[str, FieldResult], list[str]]:
     """Binned statistics of every predicted field and of the QE maps against the truth.
 
-    Null map sets (truth identically zero: the pipeline's τ = κ = 0 sets) are left out of a field's statistics,
-    where r_L is undefined.
+    Null map sets (truth identically zero: the pipeline's τ = κ = 0 sets, or the α = 0 sets of the second paper) are
+    left out of a field's statistics, where r_L is undefined.
 
     Parameters
     ----------
@@ -114,7 +119,7 @@ def compare_fields(
     Returns
     -------
     results : dict of str to FieldResult
-        Keyed by output name, τ, κ, E first.
+        Keyed by output name, τ, κ, E, α first.
     skipped : list of str
         One line per metric that could not be computed, and why.
     """

@@ -23,7 +23,7 @@ from training.evaluation.errors import EvaluationError
 #: Model input → array when the network folder has no ``summary.json`` (the paper's names).
 DEFAULT_INPUTS: dict[str, str] = {"qlen": "q_len", "ulen": "u_len"}
 #: Model output → truth array when the network folder has no ``summary.json``.
-DEFAULT_OUTPUTS: dict[str, str] = {"tau": "tru_tau", "kappa": "tru_kappa", "unle": "e_unl"}
+DEFAULT_OUTPUTS: dict[str, str] = {"tau": "tru_tau", "kappa": "tru_kappa", "unle": "e_unl", "cbf": "tru_alpha"}
 
 
 @dataclasses.dataclass
