@@ -102,6 +102,32 @@ def check_folder(folder: Path, what: str, option: str) -> Path:
     return folder
 
 
+def check_creatable_folder(folder: Path, what: str, option: str) -> Path:
+    """Check, without creating anything, that ``folder`` exists and can be written, or can be created.
+
+    For a missing folder, the nearest existing folder above it must be writable (a test file is created and
+    removed there).
+
+    Raises
+    ------
+    PipelineError
+        The folder or a folder above it is a file, or the nearest existing one cannot be written.
+    """
+    folder = Path(os.path.abspath(folder))
+    existing = next(p for p in (folder, *folder.parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        where = "is not a folder" if existing == folder else f"cannot be made: {existing} is not a folder"
+        raise PipelineError(f"{what} {folder} {where}; choose another {option}")
+    try:
+        check_folder(existing, what, option)
+    except PipelineError:
+        if existing == folder:
+            raise
+        raise PipelineError(f"{what} {folder} cannot be made: {existing} cannot be written; choose another "
+                            f"{option}") from None
+    return folder
+
+
 def check_free_space(folder: Path, needed_bytes: int, option: str = "--output") -> None:
     """Refuse to start a write of about ``needed_bytes`` that would not fit in ``folder``'s file system.
 
