@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = "; free some space or choose another --output" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         print(f"error: {exc.strerror or exc}{where}{hint}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; the results written so far may be incomplete", file=sys.stderr)
+        return 130
     return 0
 
 

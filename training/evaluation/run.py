@@ -139,6 +139,8 @@ def run_evaluation(
     for truth in network.outputs.values():
         wanted += [truth, *QE_MAPS.get(truth, ())]
     data = load_map_data(data_path, wanted, max_maps, pixel_arcmin)
+    if map_index is not None and not 0 <= map_index < data.nmaps:
+        raise EvaluationError(f"--map-index {map_index} is outside the {data.nmaps} map sets read")
     notes = [*network.notes, *data.notes]
     for note in notes:
         log(f"note: {note}")
@@ -153,9 +155,6 @@ def run_evaluation(
         raise EvaluationError(
             f"nothing to evaluate: {data.path} has none of the truth arrays {', '.join(network.outputs.values())}"
         )
-    if map_index is not None and not 0 <= map_index < data.nmaps:
-        raise EvaluationError(f"--map-index {map_index} is outside the {data.nmaps} map sets read")
-
     output.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     metrics: dict[str, Any] = {
