@@ -103,6 +103,9 @@ class SimulationSettings:
         """
         for rule in NUMERIC_RULES:
             rule.check(getattr(self, rule.field))
+        for flag in ("tau", "lensing"):
+            if not isinstance(getattr(self, flag), bool):
+                raise PipelineError(f"{flag} must be True or False (got {getattr(self, flag)!r})")
         if not self.maps:
             raise PipelineError("no maps requested; name at least one with --maps (valid: " + ", ".join(ALL_MAPS) + ")")
         for name in self.maps:

@@ -126,8 +126,6 @@ def test_resumed_on_the_fly_run_matches_an_uninterrupted_one(run, tmp_path):
         ({"noise_uk_arcmin": 1e30}, "noise level must be a number in [0, 10000] uK-arcmin"),
         ({"seed": True}, "seed must be an integer"),
         ({"beam_arcmin": 30}, "erases the quadratic estimators' CMB range"),
-        ({"workers": 10**6}, "simulation.workers must be an integer >= 1 and <= "),
-        ({"prefetch": 10**9}, "simulation.prefetch must be an integer >= 1 and <= 4096"),
     ],
 )
 def test_bad_simulation_settings_exit_2_with_the_pipelines_message(tmp_path, capsys, simulation, fragment):
@@ -136,6 +134,19 @@ def test_bad_simulation_settings_exit_2_with_the_pipelines_message(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [("workers", 10**6, "simulation.workers must be an integer >= 1 and <= "),
+     ("prefetch", 10**9, "simulation.prefetch must be an integer >= 1 and <= 4096"),
+     ("steps_per_epoch", float("inf"), "simulation.steps_per_epoch must be an integer")],
+)
+def test_stream_sizes_are_bounded(key, value, fragment):
+    """Checked without starting anything (a million workers would be started one per submitted batch)."""
+    cfg = validate_config({"data_path": "simulate", "imagesize": 32, "batch_size": 4})
+    with pytest.raises(TrainingError, match=fragment):
+        parse_simulation_block({**SIM, key: value}, cfg)
 
 
 def test_simulation_block_defaults_follow_the_pipeline():
@@ -169,7 +180,9 @@ stream = SimulationStream(settings, {"qlen": "q_len"}, {"kappa": "tru_kappa"}, s
                           steps_per_epoch=50, workers=2, prefetch=6)
 try:
     stream[0]
-    Path(sys.argv[2]).write_text("workers running")
+    for future in list(stream._pending.values()):  # the prefetched batches: then the workers wait for work
+        future.result()
+    Path(sys.argv[2]).write_text("workers waiting")
     time.sleep(300)
 except KeyboardInterrupt:
     stream.close()
@@ -178,8 +191,8 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_reaches_the_training_process_not_the_simulation_workers(tmp_path):
-    """The terminal sends Ctrl-C to the whole process group: the workers ignore it (they used to print a
-    KeyboardInterrupt traceback each); the training process stops them."""
+    """The terminal sends Ctrl-C to the whole process group: the workers ignore it (waiting for work, they used to
+    print a KeyboardInterrupt traceback each); the training process stops them."""
     import os
     import signal
     import subprocess
