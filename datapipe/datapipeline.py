@@ -8,6 +8,8 @@ Run from the repository root (``python datapipe/datapipeline.py``) or from ``dat
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +17,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datapipe.errors import PipelineError  # noqa: E402
+from datapipe.interrupts import PipelineInterrupted, stop_on_signals  # noqa: E402
+from datapipe.paths import default_output_path  # noqa: E402
 from datapipe.settings import (  # noqa: E402
     ALL_MAPS,
     DEFAULT_MAPS,
@@ -22,7 +26,7 @@ from datapipe.settings import (  # noqa: E402
     QE_MAPS,
     ROTATION_DEFAULT_MAPS,
     SimulationSettings,
-    default_output_path,
+    check_run_options,
 )
 
 #: Map sets simulated by the bare command (about a minute on one core here); the paper used 70,000.
@@ -84,11 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
-    """Validated settings from parsed command-line arguments (raises PipelineError)."""
-    for option, value in (("--nsims", args.nsims), ("--workers", args.workers), ("--chunk-size", args.chunk_size),
-                          ("--npix", args.npix)):
-        if value <= 0:
-            raise PipelineError(f"{option} must be a positive integer (got {value})")
+    """Validated settings from parsed command-line arguments (raises PipelineError).
+
+    The run options (``--nsims``, ``--workers``, ``--chunk-size``) are checked too; every bound lives in
+    :mod:`datapipe.settings`, shared with the Python API and on-the-fly training.
+    """
+    check_run_options(args.nsims, args.workers, args.chunk_size)
     maps = [name.strip() for name in args.maps.split(",") if name.strip()]
     explicit = args.maps != ",".join(DEFAULT_MAPS)
     if not explicit and args.alpha_amplitude_deg > 0:
@@ -124,8 +129,21 @@ def describe_mpi(output: Path, nsims: int, size: int) -> str:
             f"{shard_folder(output)}/, joined in {output.name} (keep them side by side)")
 
 
+def describe_write_error(exc: OSError, output: Path) -> str:
+    """One line for an ``OSError`` met while writing ``output`` (a full disk above all)."""
+    reason = exc.strerror or str(exc)
+    hint = "; free some space or choose another --output" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"writing {output} failed ({reason}){hint}; no output written, temporary files removed"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 done, 1 a write failed, 2 bad input, 130/143 a signal)."""
     args = build_parser().parse_args(argv)
+    with stop_on_signals():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     comm = None
     try:
         from datapipe.mpi import MPIAbort, get_world
@@ -133,10 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         comm = get_world(args.mpi)
         settings = settings_from_args(args)
         if comm is None:
-            from datapipe.runner import run_simulation
-            from datapipe.writer import check_output_path
+            from datapipe.runner import check_output, run_simulation
 
-            check_output_path(args.output, args.overwrite)
+            check_output(settings, args.output, args.nsims, args.overwrite)
             if not args.quiet:
                 print(describe_plan(settings, args.nsims, args.output, args.workers), flush=True)
             path = run_simulation(settings, args.output, args.nsims, workers=args.workers,
@@ -159,9 +176,18 @@ def main(argv: list[str] | None = None) -> int:
         if comm is None or comm.Get_rank() == 0:  # every rank raises the same error: print it once
             print(f"datapipeline.py: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("datapipeline.py: interrupted; no output written", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        print(f"datapipeline.py: error: {describe_write_error(exc, args.output)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("datapipeline.py: error: out of memory; lower --chunk-size or --workers (each worker holds "
+              "two chunks); no output written", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, PipelineInterrupted) else signal.SIGINT
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"datapipeline.py: interrupted ({name}); no output written, temporary files removed", file=sys.stderr)
+        return 128 + signum
     if not args.quiet and (comm is None or comm.Get_rank() == 0):
         print(f"wrote {path}")
     return 0

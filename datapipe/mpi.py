@@ -27,8 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datapipe.diskio import check_output_path
 from datapipe.errors import PipelineError
-from datapipe.writer import H5Writer, check_output_path, write_virtual_h5, write_window_file
+from datapipe.writer import H5Writer, write_virtual_h5
 
 if TYPE_CHECKING:  # the simulation modules load pixell and symlens: imported when a run starts
     from datapipe.settings import SimulationSettings
@@ -155,7 +156,7 @@ def check_mpi_output(output: Path, overwrite: bool) -> Path:
     Raises
     ------
     PipelineError
-        A ``.npz`` output, or any problem :func:`datapipe.writer.check_output_path` reports, or an existing shard
+        A ``.npz`` output, or any problem :func:`datapipe.diskio.check_output_path` reports, or an existing shard
         folder without ``overwrite``.
     """
     output = check_output_path(Path(output), overwrite)
@@ -222,6 +223,9 @@ def run_simulation_mpi(comm: Any, settings: SimulationSettings, output: Path, ns
     if rank == 0:
         try:
             check_mpi_output(output, overwrite)
+            from datapipe.runner import check_output
+
+            check_output(settings, output, nsims, overwrite)  # the window file and the free space
             verdict = (None, tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.shards-"))
         except PipelineError as exc:
             verdict = (str(exc), None)
@@ -295,7 +299,7 @@ def _write_shard(simulator: MapSetSimulator, settings: SimulationSettings, path:
 def _assemble(output: Path, tmp_dir: Path, settings: SimulationSettings, nsims: int, size: int,
               simulator: MapSetSimulator, overwrite: bool) -> None:
     """Rank 0, all shards complete: move them to the shard folder, write the virtual file and the window file."""
-    from datapipe.runner import WINDOW_FILE_NAME, build_metadata
+    from datapipe.runner import build_metadata, staged_window
 
     final_dir = shard_folder(output)
     shards = []
@@ -316,9 +320,9 @@ def _assemble(output: Path, tmp_dir: Path, settings: SimulationSettings, nsims: 
     try:
         metadata = build_metadata(settings, nsims, simulator)
         metadata["mpi"] = {"ranks": size, "shards": [{"file": f, "start": a, "stop": b} for f, a, b in shards]}
-        write_window_file(output.parent / WINDOW_FILE_NAME, simulator.taper, simulator.w2)
         # The rename inside write_virtual_h5 is the commit point: before it, no final file exists.
-        write_virtual_h5(output, list(settings.maps), nsims, settings.npix, shards, metadata)
+        with staged_window(output, settings, simulator, overwrite):
+            write_virtual_h5(output, list(settings.maps), nsims, settings.npix, shards, metadata)
     except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)
         if old is not None:

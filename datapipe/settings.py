@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from datapipe.errors import PipelineError
 
@@ -27,27 +28,21 @@ ROTATION_DEFAULT_MAPS: tuple[str, ...] = ("tru_alpha", "rec_alpha")
 #: Fields a null map set can switch off: patchy τ, lensing κ, rotation α. The first paper's null map sets have
 #: τ = κ = 0 (the default); the second paper's have α = 0 only.
 NULL_FIELDS: tuple[str, ...] = ("tau", "kappa", "alpha")
-#: File name of the pipeline's default output (``data_path`` of the repository's ``config.json`` names it too).
-DEFAULT_OUTPUT_NAME = "map_sets32.npz"
-
-
-def default_output_path() -> Path:
-    """Absolute path of the file that ``datapipeline.py`` writes when ``--output`` is not given.
-
-    In a source checkout (the folder above the ``datapipe`` package holds ``config.json`` and ``training/``), it is
-    ``<repository root>/datapipe/map_sets32.npz``, the ``data_path`` of that ``config.json``, whatever the working
-    directory. In an installed package, it is ``map_sets32.npz`` in the working directory.
-
-    Returns
-    -------
-    pathlib.Path
-        Absolute path of the default output file.
-    """
-    package = Path(__file__).resolve().parent
-    root = package.parent
-    if (root / "config.json").is_file() and (root / "training").is_dir():
-        return package / DEFAULT_OUTPUT_NAME
-    return Path.cwd().resolve() / DEFAULT_OUTPUT_NAME
+#: Smallest map side in pixels: at the paper's 2.34375′ pixels, 8 pixels is the smallest map with the
+#: :data:`MIN_QE_MODES` Fourier modes per axis that the quadratic estimators need in ℓ = 300–3500.
+MIN_NPIX = 8
+#: Largest map side in pixels (one float32 map is then 256 MB).
+MAX_NPIX = 8192
+#: Largest patch side in degrees: the maps are flat-sky patches.
+MAX_SIDE_DEG = 60.0
+#: Fourier modes per axis the quadratic estimators need inside their CMB range ``lmin_cmb``–``lmax_cmb``: with
+#: fewer, their normalization is ill-conditioned and the reconstructions are zero, NaN or absurdly large.
+MIN_QE_MODES = 3
+#: Smallest beam transfer B_ℓ the quadratic estimators deconvolve (at ``lmax_cmb``): below it the float32 maps'
+#: rounding errors, divided by B_ℓ, would swamp the signal.
+QE_BEAM_FLOOR = 1e-4
+#: White-noise levels above this (μK-arcmin) leave no CMB in the maps (a units mistake, e.g. nK for μK).
+MAX_NOISE_UK_ARCMIN = 1e4
 
 
 @dataclass(frozen=True)
@@ -122,28 +117,16 @@ class SimulationSettings:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`PipelineError` naming the first bad setting."""
-        if not isinstance(self.npix, int) or self.npix < 4:
-            raise PipelineError(f"npix must be an integer >= 4 (got {self.npix!r}); e.g. --npix 128")
-        if self.npix % 2:
-            raise PipelineError(f"npix must be even (got {self.npix}); e.g. --npix 128")
-        if not self.pixel_arcmin > 0:
-            raise PipelineError(f"pixel size must be positive (got {self.pixel_arcmin!r} arcmin); e.g. "
-                                "--pixel-arcmin 2.34375")
-        if not self.taper_deg >= 0:
-            raise PipelineError(f"taper width must be >= 0 degrees (got {self.taper_deg!r}); e.g. --taper-deg 1.5")
-        if 2 * self.taper_pixels > self.npix:
-            raise PipelineError(f"taper of {self.taper_deg} deg ({self.taper_pixels} pixels per edge) is wider than "
-                                f"half the {self.npix}-pixel map; use a smaller --taper-deg")
-        if not self.beam_arcmin >= 0:
-            raise PipelineError(f"beam FWHM must be >= 0 arcmin (got {self.beam_arcmin!r})")
-        if not self.noise_uk_arcmin >= 0:
-            raise PipelineError(f"noise level must be >= 0 uK-arcmin (got {self.noise_uk_arcmin!r})")
-        if not 0.0 <= self.null_fraction <= 1.0:
-            raise PipelineError(f"null fraction must lie in [0, 1] (got {self.null_fraction!r}); e.g. "
-                                "--null-fraction 0.2")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise PipelineError(f"seed must be a non-negative integer (got {self.seed!r})")
+        """Raise :class:`PipelineError` naming the first bad setting.
+
+        The checks are :data:`NUMERIC_RULES` (each numeric setting finite and in range), the map names, then
+        :data:`CROSS_CHECKS` (conditions between settings).
+        """
+        for rule in NUMERIC_RULES:
+            rule.check(getattr(self, rule.field))
+        for flag in ("tau", "lensing"):
+            if not isinstance(getattr(self, flag), bool):
+                raise PipelineError(f"{flag} must be True or False (got {getattr(self, flag)!r})")
         if not self.maps:
             raise PipelineError("no maps requested; name at least one with --maps (valid: " + ", ".join(ALL_MAPS) + ")")
         for name in self.maps:
@@ -153,32 +136,8 @@ class SimulationSettings:
                 raise PipelineError(f"unknown map name {name!r}{hint}; valid names: " + ", ".join(ALL_MAPS))
         if len(set(self.maps)) != len(self.maps):
             raise PipelineError(f"map names repeated in {','.join(self.maps)}; name each array once")
-        if not 0 <= self.lmin_cmb < self.lmax_cmb:
-            raise PipelineError(f"CMB multipole range [{self.lmin_cmb}, {self.lmax_cmb}] is empty")
-        if not isinstance(self.qe_mean_field_sims, int) or self.qe_mean_field_sims < 0:
-            raise PipelineError(f"QE mean-field simulations must be an integer >= 0 (got {self.qe_mean_field_sims!r})")
-        if not 0 <= self.lmin_rec < self.lmax_rec:
-            raise PipelineError(f"reconstruction multipole range [{self.lmin_rec}, {self.lmax_rec}] is empty")
-        self._validate_rotation()
-
-    def _validate_rotation(self) -> None:
-        amplitude = self.alpha_amplitude_deg
-        if isinstance(amplitude, bool) or not isinstance(amplitude, int | float) or not 0 <= amplitude < math.inf:
-            raise PipelineError(f"rotation amplitude must be a finite number of degrees >= 0 (got {amplitude!r}); "
-                                "e.g. --alpha-amplitude-deg 0.12 (the second paper), 0 for no rotation")
-        if not self.null_fields:
-            raise PipelineError("no null fields given; name at least one of " + ", ".join(NULL_FIELDS)
-                                + " with --null-fields (or set --null-fraction 0 for no null map sets)")
-        for name in self.null_fields:
-            if name not in NULL_FIELDS:
-                close = difflib.get_close_matches(str(name), NULL_FIELDS, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                raise PipelineError(f"unknown null field {name!r}{hint}; valid: " + ", ".join(NULL_FIELDS))
-        if len(set(self.null_fields)) != len(self.null_fields):
-            raise PipelineError(f"null fields repeated in {','.join(self.null_fields)}; name each field once")
-        if self.null_fields == ("alpha",) and amplitude == 0 and self.null_fraction > 0:
-            raise PipelineError("--null-fields alpha switches off a rotation that is already off; give "
-                                "--alpha-amplitude-deg (e.g. 0.12) or keep the default null fields tau,kappa")
+        for check in CROSS_CHECKS:
+            check(self)
 
     @property
     def taper_pixels(self) -> int:
@@ -205,3 +164,219 @@ class SimulationSettings:
     def replace(self, **changes) -> SimulationSettings:
         """A copy with some settings changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class NumberRule:
+    """The allowed values of one numeric setting: a finite ``int`` or number in ``[low, high]``.
+
+    Attributes
+    ----------
+    field : str
+        Attribute of :class:`SimulationSettings` (or run option) checked.
+    label : str
+        How the error message names it.
+    integer : bool
+        Only Python ``int`` values (not ``bool``) are accepted; else any finite int or float.
+    low, high : float
+        Inclusive bounds (``low`` is excluded when ``low_open``).
+    units : str
+        Units printed after the bounds.
+    example : str
+        A valid command-line setting, printed as the fix.
+    why : str
+        The reason for the bounds, when it is not obvious.
+    low_open : bool
+        Exclude ``low`` itself (e.g. "positive").
+    """
+
+    field: str
+    label: str
+    integer: bool
+    low: float
+    high: float
+    units: str = ""
+    example: str = ""
+    why: str = ""
+    low_open: bool = False
+
+    def allowed(self) -> str:
+        """The allowed range in words, e.g. ``a number in (0, 60] arcmin``."""
+        kind = "an integer" if self.integer else "a number"
+        bracket = "(" if self.low_open else "["
+        units = f" {self.units}" if self.units else ""
+        low, high = (int(self.low), int(self.high)) if self.integer else (f"{self.low:g}", f"{self.high:g}")
+        return f"{kind} in {bracket}{low}, {high}]{units}"
+
+    def check(self, value: object) -> None:
+        """Raise :class:`PipelineError` unless ``value`` is allowed."""
+        number_types = (int,) if self.integer else (int, float)
+        ok = isinstance(value, number_types) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and value <= self.high  # type: ignore[arg-type]
+        ok = ok and (value > self.low if self.low_open else value >= self.low)  # type: ignore[operator]
+        if not ok:
+            why = f"; {self.why}" if self.why else ""
+            fix = f"; e.g. {self.example}" if self.example else ""
+            raise PipelineError(f"{self.label} must be {self.allowed()} (got {value!r}){why}{fix}")
+
+
+#: Per-field bounds of the numeric settings, checked in this order by :meth:`SimulationSettings.validate`.
+#: A new numeric setting gets one line here (its cross-field conditions, if any, go to :data:`CROSS_CHECKS`).
+NUMERIC_RULES: tuple[NumberRule, ...] = (
+    NumberRule("npix", "npix", True, MIN_NPIX, MAX_NPIX, example="--npix 128",
+               why=f"{MIN_NPIX}x{MIN_NPIX} is the smallest map the quadratic estimators handle"),
+    NumberRule("pixel_arcmin", "pixel size", False, 0.0, 60.0, "arcmin", "--pixel-arcmin 2.34375", low_open=True),
+    NumberRule("taper_deg", "taper width", False, 0.0, MAX_SIDE_DEG / 2, "degrees", "--taper-deg 1.5"),
+    NumberRule("beam_arcmin", "beam FWHM", False, 0.0, 60.0 * MAX_SIDE_DEG, "arcmin", "--beam-arcmin 1.4"),
+    NumberRule("noise_uk_arcmin", "noise level", False, 0.0, MAX_NOISE_UK_ARCMIN, "uK-arcmin",
+               "--noise-uk-arcmin 1", why="CMB experiments have 1-100 uK-arcmin"),
+    NumberRule("null_fraction", "null fraction", False, 0.0, 1.0, "", "--null-fraction 0.2"),
+    NumberRule("seed", "seed", True, 0, 2**63 - 1, "", "--seed 0"),
+    NumberRule("lmin_cmb", "lmin_cmb", True, 0, 100000),
+    NumberRule("lmax_cmb", "lmax_cmb", True, 1, 100000),
+    NumberRule("lmin_rec", "lmin_rec", True, 0, 100000),
+    NumberRule("lmax_rec", "lmax_rec", True, 1, 100000),
+    NumberRule("alpha_amplitude_deg", "rotation amplitude", False, 0.0, 45.0, "degrees",
+               "--alpha-amplitude-deg 0.12 (the second paper), 0 for no rotation"),
+    NumberRule("qe_mean_field_sims", "QE mean-field simulations", True, 0, 100000, "", "--qe-mean-field-sims 64"),
+)
+
+
+def axis_modes(settings: SimulationSettings, lmin: float, lmax: float) -> int:
+    """Number of Fourier modes ``k ΔL`` (k = 1 … npix/2) along one axis of the map with ``lmin ≤ k ΔL ≤ lmax``.
+
+    ``ΔL = 2π / (npix × pixel size)`` is the fundamental multipole of the periodic flat-sky patch.
+    """
+    delta_l = 2.0 * math.pi / (settings.npix * settings.pixel_arcmin * math.pi / 10800.0)
+    return sum(1 for k in range(1, settings.npix // 2 + 1) if lmin <= k * delta_l <= lmax)
+
+
+def beam_at(ell: float, fwhm_arcmin: float) -> float:
+    """Gaussian beam transfer ``B_ℓ = exp(−ℓ(ℓ+1)σ²/2)`` with ``σ = FWHM / √(8 ln 2)`` (1 for no beam)."""
+    sigma = fwhm_arcmin * math.pi / 10800.0 / math.sqrt(8.0 * math.log(2.0))
+    return math.exp(-0.5 * ell * (ell + 1.0) * sigma**2)
+
+
+def _check_even(s: SimulationSettings) -> None:
+    if s.npix % 2:
+        raise PipelineError(f"npix must be even (got {s.npix}); e.g. --npix 128")
+
+
+def _check_patch_side(s: SimulationSettings) -> None:
+    side = s.npix * s.pixel_arcmin / 60.0
+    if side > MAX_SIDE_DEG:
+        raise PipelineError(f"the map is {side:g} deg wide ({s.npix} pixels of {s.pixel_arcmin:g} arcmin); flat-sky "
+                            f"patches must be at most {MAX_SIDE_DEG:g} deg wide: lower --npix or --pixel-arcmin")
+
+
+def _check_taper(s: SimulationSettings) -> None:
+    # The window is 1 only at distances >= width from the edge, i.e. it needs 2 x width < npix.
+    if 2 * s.taper_pixels >= s.npix:
+        limit = (s.npix // 2) * s.pixel_arcmin / 60.0
+        raise PipelineError(f"taper of {s.taper_deg:g} deg ({s.taper_pixels} pixels per edge) is wider than half the "
+                            f"{s.npix}-pixel map and leaves no untapered centre; use --taper-deg below {limit:.4g}")
+
+
+def _check_multipoles(s: SimulationSettings) -> None:
+    if not s.lmin_cmb < s.lmax_cmb:
+        raise PipelineError(f"CMB multipole range [{s.lmin_cmb}, {s.lmax_cmb}] is empty")
+    if not s.lmin_rec < s.lmax_rec:
+        raise PipelineError(f"reconstruction multipole range [{s.lmin_rec}, {s.lmax_rec}] is empty")
+
+
+def _check_beam(s: SimulationSettings) -> None:
+    side_arcmin = s.npix * s.pixel_arcmin
+    if s.beam_arcmin >= side_arcmin:
+        raise PipelineError(f"beam FWHM of {s.beam_arcmin:g} arcmin is as wide as the {side_arcmin:g}-arcmin map; "
+                            "give --beam-arcmin in arcmin, e.g. --beam-arcmin 1.4")
+    if s.needs_qe and beam_at(s.lmax_cmb, s.beam_arcmin) < QE_BEAM_FLOOR:
+        widest = math.sqrt(-2.0 * math.log(QE_BEAM_FLOOR) / (s.lmax_cmb * (s.lmax_cmb + 1.0)))
+        widest *= math.sqrt(8.0 * math.log(2.0)) * 10800.0 / math.pi
+        raise PipelineError(f"a beam of {s.beam_arcmin:g} arcmin erases the quadratic estimators' CMB range (B_l < "
+                            f"{QE_BEAM_FLOOR:g} at l = {s.lmax_cmb}); use --beam-arcmin {widest:.1f} or less, or "
+                            "--no-qe")
+
+
+def _check_qe_modes(s: SimulationSettings) -> None:
+    if not s.needs_qe:
+        return
+    modes = axis_modes(s, s.lmin_cmb, s.lmax_cmb)
+    if modes < MIN_QE_MODES:
+        delta_l = 21600.0 / (s.npix * s.pixel_arcmin)
+        raise PipelineError(
+            f"a {s.npix}x{s.npix} map of {s.pixel_arcmin:g}-arcmin pixels has {modes} Fourier mode(s) per axis in the "
+            f"quadratic estimators' CMB range l = {s.lmin_cmb}-{s.lmax_cmb} (spacing {delta_l:.0f}, highest "
+            f"{delta_l * (s.npix // 2):.0f}); they need {MIN_QE_MODES}: change --npix or --pixel-arcmin (at "
+            f"2.34375 arcmin, --npix {MIN_NPIX} or more), or use --no-qe"
+        )
+
+
+def _check_null_fields(s: SimulationSettings) -> None:
+    if not s.null_fields:
+        raise PipelineError("no null fields given; name at least one of " + ", ".join(NULL_FIELDS)
+                            + " with --null-fields (or set --null-fraction 0 for no null map sets)")
+    for name in s.null_fields:
+        if name not in NULL_FIELDS:
+            close = difflib.get_close_matches(str(name), NULL_FIELDS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise PipelineError(f"unknown null field {name!r}{hint}; valid: " + ", ".join(NULL_FIELDS))
+    if len(set(s.null_fields)) != len(s.null_fields):
+        raise PipelineError(f"null fields repeated in {','.join(s.null_fields)}; name each field once")
+    if s.null_fields == ("alpha",) and s.alpha_amplitude_deg == 0 and s.null_fraction > 0:
+        raise PipelineError("--null-fields alpha switches off a rotation that is already off; give "
+                            "--alpha-amplitude-deg (e.g. 0.12) or keep the default null fields tau,kappa")
+
+
+#: Conditions between settings, checked in this order after :data:`NUMERIC_RULES` and the map names.
+CROSS_CHECKS: tuple[Callable[[SimulationSettings], None], ...] = (
+    _check_even,
+    _check_patch_side,
+    _check_taper,
+    _check_multipoles,
+    _check_beam,
+    _check_qe_modes,
+    _check_null_fields,
+)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: Worker processes allowed per usable CPU core (more only add memory: the simulation is CPU-bound).
+WORKERS_PER_CORE = 4
+#: Largest number of map sets in one run, and per chunk.
+MAX_NSIMS = 10**9
+MAX_CHUNK_SIZE = 4096
+
+
+def run_option_rules() -> tuple[NumberRule, ...]:
+    """Bounds of the run options that are not settings: ``--nsims``, ``--workers``, ``--chunk-size``."""
+    cores = usable_cores()
+    return (
+        NumberRule("nsims", "--nsims", True, 1, MAX_NSIMS, example="--nsims 10000"),
+        NumberRule("workers", "--workers", True, 1, WORKERS_PER_CORE * cores,
+                   why=f"at most {WORKERS_PER_CORE} per CPU core ({cores} here)", example="--workers 1"),
+        NumberRule("chunk_size", "--chunk-size", True, 1, MAX_CHUNK_SIZE, example="--chunk-size 16"),
+    )
+
+
+def check_run_options(nsims: object, workers: object, chunk_size: object) -> None:
+    """Validate the options of a run besides its settings (raises :class:`PipelineError`).
+
+    Parameters
+    ----------
+    nsims : int
+        Number of map sets, 1 … :data:`MAX_NSIMS`.
+    workers : int
+        Worker processes, 1 … :data:`WORKERS_PER_CORE` × usable CPU cores.
+    chunk_size : int
+        Map sets per chunk, 1 … :data:`MAX_CHUNK_SIZE`.
+    """
+    values = {"nsims": nsims, "workers": workers, "chunk_size": chunk_size}
+    for rule in run_option_rules():
+        rule.check(values[rule.field])

@@ -205,7 +205,7 @@ def write_cache(path: Path = CACHE_PATH, lmax: int = CACHE_LMAX) -> Path:
     spectra["params"] = np.array(json.dumps(PLANCK2013_PARAMS))
     spectra["camb_settings"] = np.array(json.dumps(CAMB_SETTINGS))
     path.parent.mkdir(parents=True, exist_ok=True)
-    from datapipe.writer import atomic_output
+    from datapipe.diskio import atomic_output
 
     with atomic_output(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **spectra)

@@ -2,7 +2,11 @@
 
 Memory does not grow with the number of map sets: chunks go straight to disk. Each output is written
 under a temporary name in the target folder and renamed at the very end, so an interrupted or failed
-run never leaves something that looks like a finished file.
+run never leaves something that looks like a finished file. A failed write (a full disk: ``OSError``
+``ENOSPC``) removes the temporary files and raises the ``OSError``.
+
+Outputs depend only on their content: zip members carry a fixed time stamp and HDF5 objects none, so the same
+arrays and metadata give byte-identical files.
 """
 
 from __future__ import annotations
@@ -12,62 +16,12 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from datapipe.errors import PipelineError
-
-SUPPORTED_SUFFIXES = (".npz", ".h5", ".hdf5")
-
-
-@contextmanager
-def atomic_output(path: Path, suffix: str = ".part") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is made readable (0644) and renamed to ``path``.
-
-    On an exception the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def check_output_path(path: Path, overwrite: bool) -> Path:
-    """Validate an output path before any work is done.
-
-    Raises
-    ------
-    PipelineError
-        Unknown suffix, existing file without ``overwrite``, or a folder that cannot be written.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise PipelineError(f"output {path} must end in .npz or .h5 (got {path.suffix or 'no suffix'!r})")
-    if path.is_dir():
-        raise PipelineError(f"output {path} is a folder; give a file name such as {path / 'map_sets32.npz'}")
-    if path.exists() and not overwrite:
-        raise PipelineError(f"output {path} already exists; pass --overwrite to replace it or choose another --output")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise PipelineError(f"output folder {folder} does not exist; create it first or choose another --output")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
-        os.close(fd)
-        os.remove(probe)
-    except OSError as exc:
-        raise PipelineError(f"cannot write to output folder {folder} ({exc.strerror}); choose another "
-                            "--output") from exc
-    return path
+from datapipe.diskio import GuardedFile, atomic_output, write_npz_member, zip_member
 
 
 class MapSetWriter:
@@ -148,24 +102,32 @@ class NpzWriter(MapSetWriter):
         self._files[name].write(chunk.tobytes())
 
     def close(self) -> None:
-        self._check_complete()
-        for fp in self._files.values():
-            fp.close()
-        tmp_zip = self._tmpdir / "packed.npz"
-        with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for name in self.names:
-                zf.write(self._tmpdir / f"{name}.npy", arcname=f"{name}.npy")
-                os.remove(self._tmpdir / f"{name}.npy")
-            if self.metadata is not None:
-                with zf.open("metadata.npy", "w") as member:
-                    np.lib.format.write_array(member, np.array(json.dumps(self.metadata)))
-        os.chmod(tmp_zip, 0o644)
-        os.replace(tmp_zip, self.path)
+        try:
+            self._check_complete()
+            for fp in self._files.values():
+                fp.close()
+            tmp_zip = self._tmpdir / "packed.npz"
+            with zipfile.ZipFile(tmp_zip, "w", allowZip64=True) as zf:
+                for name in self.names:
+                    part = self._tmpdir / f"{name}.npy"
+                    with open(part, "rb") as src, zf.open(zip_member(f"{name}.npy", part.stat().st_size), "w") as dst:
+                        shutil.copyfileobj(src, dst, 16 * 2**20)
+                    os.remove(part)  # the disk holds the packed arrays plus at most one part
+                if self.metadata is not None:
+                    write_npz_member(zf, "metadata.npy", np.array(json.dumps(self.metadata)))
+            os.chmod(tmp_zip, 0o644)
+            os.replace(tmp_zip, self.path)
+        except BaseException:
+            self.abort()
+            raise
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def abort(self) -> None:
         for fp in self._files.values():
-            fp.close()
+            try:
+                fp.close()  # may fail again on a full disk (buffered bytes)
+            except OSError:
+                pass
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
 
@@ -179,25 +141,41 @@ class H5Writer(MapSetWriter):
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
         os.close(fd)
         self._tmp = Path(tmp)
-        self._h5 = h5py.File(self._tmp, "w")
-        chunk_maps = max(1, min(nsims, 16))
-        for name in self.names:
-            self._h5.create_dataset(name, shape=(nsims, npix, npix), dtype="f4", chunks=(chunk_maps, npix, npix))
-        write_h5_metadata(self._h5, metadata)
+        self._raw = GuardedFile(self._tmp)
+        self._h5 = None
+        try:
+            self._h5 = h5py.File(self._raw, "w")
+            chunk_maps = max(1, min(nsims, 16))
+            for name in self.names:
+                self._h5.create_dataset(name, shape=(nsims, npix, npix), dtype="f4", chunks=(chunk_maps, npix, npix))
+            write_h5_metadata(self._h5, metadata)
+            self._raw.raise_error()
+        except BaseException:
+            self.abort()
+            raise
 
     def _write_chunk(self, name: str, start: int, chunk: np.ndarray) -> None:
         self._h5[name][start : start + chunk.shape[0]] = chunk
+        self._raw.raise_error()
 
     def close(self) -> None:
-        self._check_complete()
-        self._h5.close()
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
+        try:
+            self._check_complete()
+            self._h5.close()
+            self._raw.raise_error()
+            self._raw.close()
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
         try:
-            self._h5.close()
+            if self._h5 is not None:
+                self._h5.close()  # never fails on a write: the GuardedFile drops them after an error
         finally:
+            self._raw.close()
             self._tmp.unlink(missing_ok=True)
 
 
@@ -246,13 +224,19 @@ def write_virtual_h5(path: Path, names: list[str], nsims: int, npix: int, shards
     import h5py
 
     path = Path(path)
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
-        for name in names:
-            layout = h5py.VirtualLayout(shape=(nsims, npix, npix), dtype="f4")
-            for file, start, stop in shards:
-                layout[start:stop] = h5py.VirtualSource(file, name, shape=(stop - start, npix, npix))
-            h5.create_virtual_dataset(name, layout, fillvalue=np.float32(np.nan))
-        write_h5_metadata(h5, metadata)
+    with atomic_output(path) as tmp:
+        raw = GuardedFile(tmp)
+        try:
+            with h5py.File(raw, "w") as h5:
+                for name in names:
+                    layout = h5py.VirtualLayout(shape=(nsims, npix, npix), dtype="f4")
+                    for file, start, stop in shards:
+                        layout[start:stop] = h5py.VirtualSource(file, name, shape=(stop - start, npix, npix))
+                    h5.create_virtual_dataset(name, layout, fillvalue=np.float32(np.nan))
+                write_h5_metadata(h5, metadata)
+            raw.raise_error()
+        finally:
+            raw.close()
     return path
 
 
@@ -263,14 +247,31 @@ def open_writer(path: Path, names: list[str], nsims: int, npix: int, metadata: d
     return H5Writer(path, names, nsims, npix, metadata)
 
 
-def write_window_file(path: Path, taper: np.ndarray, w2: float) -> Path:
-    """Write ``window_info.npz`` (``taper`` and ``w2``) atomically.
+def write_window_file(path: Path, taper: np.ndarray, w2: float, taper_deg: float | None = None,
+                      pixel_arcmin: float | None = None) -> Path:
+    """Write ``window_info.npz`` (``taper`` and ``w2``, and the taper's settings when given) atomically.
 
-    The taper is stored flipped up–down like the maps, so it multiplies the saved maps directly.
+    The taper is stored flipped up–down like the maps, so it multiplies the saved maps directly. The file is
+    reproducible: the same taper gives the same bytes.
+
+    Parameters
+    ----------
+    path : Path
+        The window file.
+    taper : ndarray
+        (npix, npix) taper as simulated (not flipped).
+    w2 : float
+        Mean of its square.
+    taper_deg, pixel_arcmin : float, optional
+        The settings that made it, stored as ``taper_deg`` and ``pixel_arcmin`` (degrees, arcmin).
     """
     path = Path(path)
-    with atomic_output(path, suffix=".npz") as tmp:
-        np.savez(tmp, taper=np.ascontiguousarray(taper[::-1]), w2=np.float64(w2))
+    arrays = {"taper": np.ascontiguousarray(taper[::-1]), "w2": np.float64(w2)}
+    if taper_deg is not None and pixel_arcmin is not None:
+        arrays.update(taper_deg=np.float64(taper_deg), pixel_arcmin=np.float64(pixel_arcmin))
+    with atomic_output(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+        for key, value in arrays.items():
+            write_npz_member(zf, f"{key}.npy", value)
     return path
 
 

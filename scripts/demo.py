@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -125,7 +124,7 @@ def train_tiny_network(folder: Path) -> Path:
     config.write_text(json.dumps({**TINY_CONFIG, "data_path": str(data), "output_dir": str(folder / "network")}))
     start = time.monotonic()
     with open(folder / "train_output.txt", "w") as log, contextlib.redirect_stdout(log):
-        status = training_main.main([str(config)])
+        status = training_main.main([str(config), "--overwrite"])  # replaces the tiny network of an earlier demo
     if status != 0:
         raise SystemExit(f"[demo] training failed (exit {status}); see {folder / 'train_output.txt'}")
     summary = json.loads((folder / "network" / "summary.json").read_text())
@@ -192,7 +191,9 @@ def example_step(folder: Path = DEMO_DIR, nsims: int = NSIMS, *, workers: int = 
 def main() -> int:
     example_step(DEMO_DIR, NSIMS)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Keras loads: TensorFlow's start-up chatter
+    from training.runtime import load_keras
+
+    load_keras()  # before anything imports Keras: without TensorFlow's start-up messages
     if (SHIPPED_NETWORK / "model_architecture.json").is_file() or (SHIPPED_NETWORK / "model.keras").is_file():
         network = SHIPPED_NETWORK
         npix = shipped_imagesize(network)

@@ -110,7 +110,7 @@ def start_training(name: str, cfg: dict, folder: Path, minutes: float, mem_fract
     (folder / "config.json").write_text(json.dumps(cfg, indent=1))
     env = dict(CHILD_ENV, PYTHONUNBUFFERED="1", XLA_PYTHON_CLIENT_MEM_FRACTION=f"{mem_fraction:.2f}")
     cmd = [sys.executable, str(ROOT / "training" / "main.py"), str(folder / "config.json"), "--time-limit",
-           f"{minutes:.3f}"]
+           f"{minutes:.3f}", "--overwrite"]  # a fresh run, also in a --work folder used before
     log(f"{name}: training for at most {minutes:.2f} min: {' '.join(cmd)}")
     out = open(folder / "train_stdout.log", "w")  # noqa: SIM115 - closed by the caller after wait()
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder)

@@ -17,7 +17,7 @@ from training_helpers import write_config, write_map_file
 
 from training import loop as tloop
 from training import main as tmain
-from training.checkpoint import checkpoint_dir, has_checkpoint
+from training.checkpoint_files import checkpoint_dir, has_checkpoint
 from training.interrupts import InterruptHandler
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -117,3 +117,40 @@ def test_log_is_truncated_to_the_checkpointed_epochs(tmp_path):
     log.write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.4\n")
     tloop._truncate_log(log, 2)
     assert log.read_text() == "epoch,loss\n0,1.0\n1,0.5\n"
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import keras
+
+    from training import checkpoint_files
+    from training.checkpoint import RunState
+    from training.resunet import ResUNet_CMB
+
+    model = ResUNet_CMB({"imagesize": 16, "dropval": 0.3})
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    first = checkpoint_files.save_checkpoint(tmp_path, model, RunState(epoch=1), None)
+    saved = (first / "weights.npz").read_bytes()
+    model.set_weights([w + 1 for w in model.get_weights()])
+    real = checkpoint_files.save_npz
+    calls = {"n": 0}
+
+    def fill_up(path, arrays):
+        calls["n"] += 1
+        if calls["n"] == 3:  # weights and RNG states written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, arrays)
+
+    monkeypatch.setattr(checkpoint_files, "save_npz", fill_up)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint_files.save_checkpoint(tmp_path, model, RunState(epoch=2), None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no checkpoint.partial left
+    assert (tmp_path / "checkpoint" / "weights.npz").read_bytes() == saved
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["epoch"] == 1
+    # The kept checkpoint restores the weights of epoch 1 into a fresh model.
+    fresh = ResUNet_CMB({"imagesize": 16, "dropval": 0.3})
+    fresh.compile(optimizer="adam", loss="mse")
+    checkpoint_files.load_checkpoint(tmp_path, fresh)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fresh.weights[0]), np.load(first / "weights.npz")["w0"])

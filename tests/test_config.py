@@ -112,6 +112,29 @@ def test_bad_values_name_the_key(key, value, message):
         validate_config({key: value})
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("seed", 2**32, "seed must be an integer >= 0 no larger than 4294967295"),
+        ("seed", float("nan"), "seed must be an integer >= 0"),
+        ("epochs", float("inf"), "epochs must be a positive integer"),
+        ("epochs", 10**9, "epochs must be a positive integer no larger than 1000000"),
+        ("batch_size", 10**6, "batch_size must be a positive integer no larger than 65536"),
+        ("imagesize", 2, "imagesize must be an integer >= 4"),
+        ("data_workers", 10**5, "data_workers must be a positive integer no larger than 1024"),
+        ("haltpatience", True, "haltpatience must be an integer >= 0"),
+        ("learning_rate", float("inf"), "learning_rate must be a positive number"),
+        ("learning_rate", float("nan"), "learning_rate must be a positive number"),
+        ("dropval", float("nan"), r"dropval must be a number in \[0, 1\)"),
+        ("val_split", float("inf"), "val_split must be a positive fraction below 1"),
+    ],
+)
+def test_numbers_must_be_finite_and_in_range(key, value, message):
+    """The seed feeds NumPy's legacy seeding (32 bits): 2**32 used to pass here and crash the run later."""
+    with pytest.raises(TrainingError, match=message):
+        validate_config({key: value})
+
+
 def test_integral_floats_are_accepted_as_integers_and_dropout_zero_is_valid():
     cfg = validate_config({"epochs": 5.0, "dropval": 0})
     assert cfg.epochs == 5 and isinstance(cfg.epochs, int) and cfg.dropval == 0.0

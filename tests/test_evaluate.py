@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -344,17 +345,82 @@ def test_data_missing_arrays(network, data, tmp_path, capsys, keep, rc, expected
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["--max-maps", "0"], "--max-maps must be at least 1"),
+        (["--max-maps", "0"], "--max-maps must be an integer from 1 to"),
         (["--delta-l", "0"], "multipole bins"),
         (["--map-index", "99"], "--map-index 99 is outside"),
         (["--bias-data", "x.npz"], "--bias-data needs --bias-test"),
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be an integer from 1 to 65536"),
+        # Non-finite and absurd values (each was a traceback, or a run with wrong numbers).
+        (["--lmax", "inf"], "multipole bins need finite"),
+        (["--lmin", "nan"], "multipole bins need finite"),
+        (["--delta-l", "1e-9"], "makes more than 10000 bins"),
+        (["--pixel-arcmin", "inf"], "pixel size must be a number in (0, 60] arcmin (got inf)"),
+        (["--pixel-arcmin", "nan"], "pixel size must be a number in (0, 60] arcmin (got nan)"),
+        (["--map-index", "-1"], "--map-index must be an integer from 0 to"),
+        (["--bias-test", "--bias-nsims", "10000000"], "--bias-nsims must be an integer from 2 to 100000"),
+        (["--bias-test", "--bias-seed", "-4"], "--bias-seed must be an integer from 0 to"),
     ],
 )
-def test_bad_options(network, data, tmp_path, capsys, extra, expected):
+def test_bad_options(network, data, tmp_path, capsys, monkeypatch, extra, expected):
+    from training.evaluation import run as evaluation_run
+
+    def predicted(*args, **kwargs):
+        raise AssertionError("predicted before the options were checked")
+
+    monkeypatch.setattr(evaluation_run, "predict", predicted)
     argv = ["--model-dir", str(network), "--data", str(data), "--output", str(tmp_path / "o"), *extra]
     assert evaluate_cli.main(argv) == 2
     assert expected in _error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("where", ["/proc/self/sub/eval", "file", "figure"])
+def test_an_output_that_cannot_be_written_fails_before_predicting(network, data, tmp_path, capsys, monkeypatch,
+                                                                  where):
+    from training.evaluation import run as evaluation_run
+
+    def predicted(*args, **kwargs):
+        raise AssertionError("predicted before the output was checked")
+
+    monkeypatch.setattr(evaluation_run, "predict", predicted)
+    (tmp_path / "plain").write_text("a file")
+    output, extra, fragment = where, [], "cannot be made: /proc/"
+    if where == "file":
+        output, fragment = str(tmp_path / "plain" / "eval"), "plain is not a folder; choose another --output"
+    elif where == "figure":
+        output, extra = str(tmp_path / "o"), ["--map-figure", str(tmp_path / "plain" / "maps.png")]
+        fragment = "plain is not a folder; choose another --map-figure"
+    assert evaluate_cli.main(["--model-dir", str(network), "--data", str(data), "--output", output, *extra]) == 2
+    assert fragment in _error(capsys)
+
+
+def test_a_full_disk_while_writing_the_results_is_one_line(network, data, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from training import artifacts
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(artifacts, "save_text", full)
+    out = tmp_path / "o"
+    assert evaluate_cli.main(["--model-dir", str(network), "--data", str(data), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: No space left on device ({out / 'table.txt'}); free some space or choose another --output\n"
+    assert not (out / "metrics.json").exists()
+
+
+def test_errors_after_keras_loads_are_one_line_from_the_command_line(network, tmp_path):
+    """TensorFlow's start-up messages are hidden: a map-size mismatch, found once Keras is loaded, is the only
+    line on stderr."""
+    small = simulate(tmp_path / "small" / "maps.npz", 2, seed=4, maps=("q_len", "u_len", "tru_tau"), npix=16)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "evaluate.py"), "--model-dir", str(network), "--data",
+         str(small), "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "takes 32x32 maps" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
 
 
 def test_missing_data_file(network, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import importlib.util
 import json
 import os
@@ -43,13 +44,14 @@ OUTPUT_FILES = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One tiny training run (16x16 maps, 40 maps, 3 epochs) through the CLI entry point, in this process.
+    """One tiny training run (16x16 maps, 40 maps, 3 epochs, dropout 0.3) through the CLI entry point, in this process.
 
     The checkpoint written after epoch 2 is kept aside as ``<run>.epoch2`` for the resume test.
     """
     folder = tmp_path_factory.mktemp("run")
     write_map_file(folder / "maps.npz", nsims=40, npix=16, seed=0)
-    cfg = write_config(folder / "config.json", "maps.npz", output_dir="results/tiny", epochs=EPOCHS)
+    # The paper's dropout: a resumed run must reproduce it too (the dropout layers' RNG states are checkpointed).
+    cfg = write_config(folder / "config.json", "maps.npz", output_dir="results/tiny", epochs=EPOCHS, dropval=0.3)
     out = folder / "results" / "tiny"
 
     def save_and_snapshot(output_dir, model, state, best_weights):
@@ -160,8 +162,8 @@ def test_summary(run):
 def test_resume_reproduces_an_uninterrupted_run(run, tmp_path):
     """Resuming from the epoch-2 checkpoint gives the same epoch-3 losses as the uninterrupted run.
 
-    Exact continuation needs the weights, the optimizer state, the shuffling stream and the callbacks' counters
-    all restored (dropout is off in these runs, so nothing else is random).
+    Exact continuation needs the weights, the optimizer state, the shuffling stream, the callbacks' counters and
+    the dropout layers' random-generator states all restored (the run has the paper's dropout, 0.3).
     """
     out = tmp_path / "resumed"
     shutil.copytree(run, out, ignore=shutil.ignore_patterns("checkpoint"))
@@ -376,3 +378,108 @@ def test_end_to_end_with_the_pipeline_cli(tmp_path):
         assert {"q_len_test", "rec_kappa_test", "rec_tau_test"} <= set(t.files)
         with np.load(out / "split_indices.npz") as s:
             np.testing.assert_array_equal(t["tru_tau_test"], m["tru_tau"][s["test"]])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Where the run writes: checked before the data load; another run's folder needs --overwrite; full disks.
+
+
+def _no_data_load(monkeypatch):
+    """Make any data check or load fail loudly: the errors below must come before them."""
+    from training.data import sources
+
+    def loaded(cfg):
+        raise AssertionError("the data were read before the output folder was checked")
+
+    monkeypatch.setattr(sources, "check_data", loaded)
+    monkeypatch.setattr(sources, "load_data", loaded)
+
+
+@pytest.mark.parametrize("where", ["proc", "file", "unwritable"])
+def test_an_output_dir_that_cannot_be_written_fails_before_the_data_load(setup, capsys, monkeypatch, where):
+    cfg = write_config(setup / "c.json", "maps.npz")
+    if where == "proc":
+        out, fragment = "/proc/self/sub/out", "cannot be made: /proc/"
+    elif where == "file":
+        (setup / "plain").write_text("a file")
+        out, fragment = str(setup / "plain" / "out"), "plain is not a folder"
+    else:  # an existing folder the user may not write to (simulated: the test may run as root)
+        from datapipe import diskio
+
+        (setup / "ro").mkdir()
+        out, fragment = str(setup / "ro"), "cannot write to output folder"
+
+        def refuse(*args, dir=None, **kwargs):
+            raise PermissionError(13, "Permission denied", str(dir))
+
+        monkeypatch.setattr(diskio.tempfile, "mkstemp", refuse)
+    _no_data_load(monkeypatch)
+    expect_error(capsys, [cfg, "--output-dir", out], fragment, "choose another --output-dir")
+
+
+def test_a_new_run_does_not_mix_with_another_runs_files(run, tmp_path, capsys, monkeypatch):
+    """A finished run's folder is refused without --resume / --overwrite; with --overwrite the old files go only once
+    the new run has its data and model; a full disk while writing the outputs is one line, and --resume finishes."""
+    out = tmp_path / "out"
+    shutil.copytree(run, out)
+    (out / "logs").mkdir()  # an old run's TensorBoard logs: the new run writes none
+    (out / "logs" / "events").write_bytes(b"old logs")
+    (out / "notes.txt").write_text("the user's own file")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    cfg = run.parent.parent / "config.json"
+
+    _no_data_load(monkeypatch)
+    expect_error(capsys, [cfg, "--output-dir", out], "holds another training run (training.log", "--overwrite")
+    expect_error(capsys, [cfg, "--output-dir", out, "--resume", "--overwrite"], "give only one")
+    monkeypatch.undo()
+
+    # A new run that fails once the data are loaded (output names unknown to the model) leaves the old run whole.
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(json.loads(cfg.read_text()) | {"target_used": {"tau": "tru_tau", "phi": "tru_kappa"},
+                                                               "data_path": str(run.parent.parent / "maps.npz")}))
+    expect_error(capsys, [bad, "--output-dir", out, "--overwrite"], "do not match")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+    # --overwrite: the old files go; the disk fills up while the predictions are written: one line, exit 1.
+    from datapipe import writer
+
+    def full(self, name, start, chunk):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(writer.NpzWriter, "_write_chunk", full)
+        assert tmain.main([str(cfg), "--output-dir", str(out), "--overwrite", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: No space left on device (") and "--resume" in err[0], err
+    assert not (out / "logs").exists() and not (out / "summary.json").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith((".partial", ".predictions"))]
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    # The checkpoint of the completed epoch was kept: --resume writes the outputs.
+    assert tmain.main([str(cfg), "--output-dir", str(out), "--resume", "--epochs", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs_run"] == 1 and (out / "predictions.npz").is_file()
+
+
+@pytest.mark.parametrize(("damage", "fragment"), [("delete", "is missing"), ("truncate", "is damaged")])
+def test_resume_with_a_missing_or_damaged_checkpoint_file(run, tmp_path, capsys, monkeypatch, damage, fragment):
+    out = tmp_path / "out"
+    shutil.copytree(run, out)
+    target = out / "checkpoint" / "optimizer.npz"
+    if damage == "delete":
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes()[:200])
+    _no_data_load(monkeypatch)
+    cfg = run.parent.parent / "config.json"
+    expect_error(capsys, [cfg, "--output-dir", out, "--resume", "--epochs", "4"], f"'{target}' {fragment}")
+
+
+def test_errors_after_keras_loads_are_still_one_line(setup):
+    """TensorFlow's start-up messages are hidden: an error found once the backend is loaded is the only line."""
+    cfg = write_config(setup / "c.json", "maps.npz", target_used={"tau": "tru_tau", "phi": "tru_kappa"})
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")}
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "training" / "main.py"), str(cfg)], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=setup)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: target_used names ['phi', 'tau'] do not match") and proc.stderr.count(
+        "\n") == 1, proc.stderr

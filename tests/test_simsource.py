@@ -114,13 +114,19 @@ def test_resumed_on_the_fly_run_matches_an_uninterrupted_one(run, tmp_path):
 @pytest.mark.parametrize(
     "simulation,fragment",
     [
-        ({"null_fraction": 1.5}, "null fraction must lie in [0, 1]"),
+        ({"null_fraction": 1.5}, "null fraction must be a number in [0, 1]"),
         ({"npix": 64}, "differs from imagesize"),
         ({"noise_uk_arcmn": 1}, "did you mean 'noise_uk_arcmin'"),
         ({"steps_per_epoch": 0}, "steps_per_epoch must be an integer >= 1"),
         ({"val_maps": 2}, "fewer than one batch"),
-        ({"pixel_arcmin": -1}, "pixel size must be positive"),
-        ({"alpha_amplitude_deg": -1}, "rotation amplitude must be a finite number of degrees >= 0"),
+        ({"pixel_arcmin": -1}, "pixel size must be a number in (0, 60] arcmin"),
+        # Non-finite, wrong-typed or absurd values get the pipeline's own one-line messages.
+        ({"taper_deg": float("inf")}, "taper width must be a number in [0, 30] degrees (got inf)"),
+        ({"pixel_arcmin": float("nan")}, "pixel size must be a number in (0, 60] arcmin (got nan)"),
+        ({"noise_uk_arcmin": 1e30}, "noise level must be a number in [0, 10000] uK-arcmin"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"beam_arcmin": 30}, "erases the quadratic estimators' CMB range"),
+        ({"alpha_amplitude_deg": -1}, "rotation amplitude must be a number in [0, 45] degrees"),
         ({"null_fields": ["alpha", "tua"]}, "unknown null field 'tua' (did you mean tau?)"),
         ({"null_fields": 1}, "null fields must be names"),
     ],
@@ -131,6 +137,19 @@ def test_bad_simulation_settings_exit_2_with_the_pipelines_message(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [("workers", 10**6, "simulation.workers must be an integer >= 1 and <= "),
+     ("prefetch", 10**9, "simulation.prefetch must be an integer >= 1 and <= 4096"),
+     ("steps_per_epoch", float("inf"), "simulation.steps_per_epoch must be an integer")],
+)
+def test_stream_sizes_are_bounded(key, value, fragment):
+    """Checked without starting anything (a million workers would be started one per submitted batch)."""
+    cfg = validate_config({"data_path": "simulate", "imagesize": 32, "batch_size": 4})
+    with pytest.raises(TrainingError, match=fragment):
+        parse_simulation_block({**SIM, key: value}, cfg)
 
 
 def test_simulation_block_defaults_follow_the_pipeline():
@@ -151,3 +170,55 @@ def test_time_limit_stops_early_and_writes_outputs(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["epochs_run"] == 1
     shutil.rmtree(tmp_path / "out")
+
+
+STREAM_UNTIL_CTRL_C = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from datapipe.settings import SimulationSettings
+from training.data.simstream import SimulationStream
+from training.data.standardization import Standardization
+
+settings = SimulationSettings(npix=32, taper_deg=0.3, seed=9, maps=("q_len", "tru_kappa"))
+std = Standardization({"q_len": 0.0, "tru_kappa": 0.0}, {"q_len": 3.0, "tru_kappa": 0.05})
+stream = SimulationStream(settings, {"qlen": "q_len"}, {"kappa": "tru_kappa"}, std, batch_size=2,
+                          steps_per_epoch=50, workers=2, prefetch=6)
+try:
+    stream[0]
+    for future in list(stream._pending.values()):  # the prefetched batches: then the workers wait for work
+        future.result()
+    Path(sys.argv[2]).write_text("workers waiting")
+    time.sleep(300)
+except KeyboardInterrupt:
+    stream.close()
+    print("stopped")
+"""
+
+
+def test_ctrl_c_reaches_the_training_process_not_the_simulation_workers(tmp_path):
+    """The terminal sends Ctrl-C to the whole process group: the workers ignore it (waiting for work, they used to
+    print a KeyboardInterrupt traceback each); the training process stops them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    marker = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", STREAM_UNTIL_CTRL_C, str(Path(__file__).parent.parent),
+                             str(marker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.communicate(timeout=60)[1][-2000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.strip() == "stopped"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]

@@ -224,8 +224,8 @@ def test_null_fields_choose_what_the_null_map_sets_switch_off():
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"alpha_amplitude_deg": -0.1}, "finite number of degrees >= 0"),
-    ({"alpha_amplitude_deg": float("nan")}, "finite number of degrees >= 0"),
+    ({"alpha_amplitude_deg": -0.1}, "rotation amplitude must be a number in [0, 45] degrees"),
+    ({"alpha_amplitude_deg": float("nan")}, "rotation amplitude must be a number in [0, 45] degrees"),
     ({"null_fields": ("tau", "alhpa")}, "unknown null field 'alhpa' (did you mean alpha?)"),
     ({"null_fields": ()}, "no null fields given"),
     ({"null_fields": ("tau", "tau")}, "null fields repeated"),

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from training.config import TrainingError
 
 PARTIAL_PREFIX = ".partial-"
 
@@ -64,6 +67,22 @@ def save_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def save_weights_from_archive(keras_file: str | Path, path: str | Path) -> Path:
+    """Write ``model.weights.h5`` as the copy of the weights file inside a saved ``.keras`` archive, atomically.
+
+    The archive's member is exactly what ``model.save_weights`` writes, but Keras builds it in memory, so the disk
+    only sees Python's writes: a full disk raises ``OSError`` instead of crashing HDF5 (which cannot close a file
+    whose writes failed).
+    """
+    import zipfile
+
+    path = Path(path)
+    with zipfile.ZipFile(keras_file) as zf, atomic_path(path) as tmp, zf.open("model.weights.h5") as src:
+        with open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 16 * 2**20)
+    return path
+
+
 # Names of the files a training run writes into its output_dir (training/main.py), for readers such as evaluate.py.
 LOG_FILE = "training.log"
 MEANS_FILE = "map_means.npz"
@@ -76,6 +95,68 @@ DIAGRAM_FILE = "model_architecture.png"
 PREDICTIONS_FILE = "predictions.npz"
 TEST_DATA_FILE = "test_data.npz"
 SUMMARY_FILE = "summary.json"
+#: Every file of a training run in its output_dir (a later run must not mix its files with them).
+RUN_FILES = (LOG_FILE, MEANS_FILE, STDS_FILE, SPLIT_FILE, MODEL_FILE, WEIGHTS_FILE, ARCHITECTURE_FILE, DIAGRAM_FILE,
+             PREDICTIONS_FILE, TEST_DATA_FILE, SUMMARY_FILE)
+#: Folders of a run: the checkpoint (and its copies during a swap) and TensorBoard's logs.
+RUN_FOLDERS = ("checkpoint", "checkpoint.old", "checkpoint.partial", "logs")
+
+
+def run_files(output_dir: str | Path) -> list[str]:
+    """Names of a training run's files and folders present in ``output_dir`` (:data:`RUN_FILES`, :data:`RUN_FOLDERS`,
+    and temporary ``.partial-*`` files)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    names = [name for name in (*RUN_FILES, *RUN_FOLDERS) if os.path.lexists(folder / name)]
+    return names + sorted(p.name for p in folder.glob(PARTIAL_PREFIX + "*"))
+
+
+def check_run_folder(output_dir: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run in a folder holding another run's files, unless ``overwrite``.
+
+    Raises
+    ------
+    TrainingError
+        ``output_dir`` holds run files and neither ``resume`` nor ``overwrite`` is set, or both are set.
+    """
+    if resume and overwrite:
+        raise TrainingError("--resume continues the run in output_dir and --overwrite replaces it; give only one")
+    present = run_files(output_dir)
+    if present and not resume and not overwrite:
+        shown = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
+        raise TrainingError(f"output_dir {str(output_dir)!r} holds another training run ({shown}); continue it with "
+                            "--resume, replace it with --overwrite, or choose another --output-dir")
+
+
+def remove_run_files(output_dir: str | Path) -> list[str]:
+    """Delete a previous run's files and folders from ``output_dir`` (nothing else in it); return their names."""
+    folder = Path(output_dir)
+    removed = run_files(folder)
+    for name in removed:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
+
+
+def check_output_folder(folder: str | Path, option: str) -> None:
+    """Check that an output folder exists and is writable, or can be created, before any work is done.
+
+    Raises
+    ------
+    TrainingError
+        Naming the folder, why it cannot be used, and ``option`` to choose another.
+    """
+    from datapipe.diskio import check_creatable_folder
+    from datapipe.errors import PipelineError
+
+    try:
+        check_creatable_folder(Path(folder), "output folder", option)
+    except PipelineError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def architecture_json(model: Any) -> str:

@@ -1,16 +1,7 @@
 """Per-epoch checkpoints of a training run, and resuming from them.
 
-After every epoch the run writes ``<output_dir>/checkpoint/``:
-
-- ``model.weights.h5`` — the current weights;
-- ``optimizer.npz`` — every optimizer variable (iteration count, learning rate, Adam moments, loss scale …);
-- ``best_weights.npz`` — the weights of the best epoch so far, kept by early stopping (``w0``, ``w1``, …);
-- ``state.json`` — epochs completed, learning rate, the early-stopping and learning-rate-schedule counters,
-  the config and the cumulative wall time.
-
-The folder is first written as ``checkpoint.partial/`` and then swapped in, so a kill at any moment leaves one
-complete checkpoint. All files are backend-neutral (HDF5, NumPy, JSON): a run started under TensorFlow can be
-resumed under JAX.
+After every epoch the run writes ``<output_dir>/checkpoint/`` (the files: :mod:`training.checkpoint_files`), so
+that ``--resume`` continues it.
 
 Ctrl-C or SIGTERM does not kill the process: :class:`training.interrupts.InterruptHandler` records the signal,
 and :class:`Checkpointer` saves the current state at the end of the running batch and raises
@@ -23,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -31,15 +21,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from training.artifacts import save_json, save_npz
+from training.artifacts import save_json
+from training.checkpoint_files import STATE_FILE, checkpoint_dir, save_checkpoint
 from training.config import TrainingError
 from training.interrupts import InterruptHandler, TrainingInterrupted
-
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "state.json"
-WEIGHTS_FILE = "model.weights.h5"
-OPTIMIZER_FILE = "optimizer.npz"
-BEST_WEIGHTS_FILE = "best_weights.npz"
 
 #: Config keys that must not change between a checkpoint and ``--resume`` (they change the model, the optimizer
 #: state or the data split); the others (epochs, patience, batch size, …) may.
@@ -97,20 +82,6 @@ class RunState:
         return int(self.early_stopping.get("stopped_epoch", 0) or 0) > 0
 
 
-def checkpoint_dir(output_dir: str | Path) -> Path:
-    """The checkpoint folder of a run; falls back to a swapped-out copy left by a kill during the swap."""
-    path = Path(output_dir) / CHECKPOINT_DIR
-    old = path.with_name(CHECKPOINT_DIR + ".old")
-    if not (path / STATE_FILE).is_file() and (old / STATE_FILE).is_file():
-        return old
-    return path
-
-
-def has_checkpoint(output_dir: str | Path) -> bool:
-    """Whether ``output_dir`` holds a complete checkpoint."""
-    return (checkpoint_dir(output_dir) / STATE_FILE).is_file()
-
-
 def read_state(output_dir: str | Path) -> RunState:
     """Read ``state.json`` of the checkpoint in ``output_dir``.
 
@@ -145,100 +116,6 @@ def check_resume_config(state: RunState, config: dict[str, Any]) -> None:
                 f"cannot resume: config key {key!r} is {config[key]!r} but the checkpoint was made with "
                 f"{state.config[key]!r}; use the original value or a new output_dir"
             )
-
-
-def save_checkpoint(
-    output_dir: str | Path,
-    model: keras.Model,
-    state: RunState,
-    best_weights: list[np.ndarray] | None,
-) -> Path:
-    """Write a complete checkpoint of ``model`` (weights and optimizer state) and ``state``.
-
-    Parameters
-    ----------
-    output_dir : str or pathlib.Path
-        The run's output folder.
-    model : keras.Model
-        A compiled model.
-    state : RunState
-        Counters to store.
-    best_weights : list of numpy.ndarray, optional
-        Early stopping's best weights.
-
-    Returns
-    -------
-    pathlib.Path
-        The checkpoint folder.
-    """
-    final = Path(output_dir) / CHECKPOINT_DIR
-    partial = final.with_name(CHECKPOINT_DIR + ".partial")
-    old = final.with_name(CHECKPOINT_DIR + ".old")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    model.save_weights(str(partial / WEIGHTS_FILE))
-    variables = model.optimizer.variables
-    save_npz(
-        partial / OPTIMIZER_FILE,
-        {
-            **{f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)},
-            "paths": np.array([v.path for v in variables], dtype=str),
-        },
-    )
-    if best_weights is not None:
-        save_npz(partial / BEST_WEIGHTS_FILE, {f"w{i}": w for i, w in enumerate(best_weights)})
-    save_json(partial / STATE_FILE, dataclasses.asdict(state))
-    # Swap: a kill between the renames leaves checkpoint.old, which checkpoint_dir() falls back to.
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(output_dir: str | Path, model: keras.Model) -> list[np.ndarray] | None:
-    """Restore weights and optimizer state of a compiled ``model`` from the checkpoint in ``output_dir``.
-
-    Parameters
-    ----------
-    output_dir : str or pathlib.Path
-        The run's output folder.
-    model : keras.Model
-        The same architecture, compiled with the same optimizer class and mixed-precision policy.
-
-    Returns
-    -------
-    list of numpy.ndarray or None
-        Early stopping's best weights, if the checkpoint holds them.
-
-    Raises
-    ------
-    TrainingError
-        If the checkpoint does not match the model or optimizer.
-    """
-    folder = checkpoint_dir(output_dir)
-    optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
-    try:
-        model.load_weights(str(folder / WEIGHTS_FILE))
-    except (ValueError, OSError) as exc:
-        raise TrainingError(f"checkpoint weights in {str(folder)!r} do not fit this model: {exc}") from None
-    with np.load(folder / OPTIMIZER_FILE) as f:
-        saved = [f[f"v{i}"] for i in range(len(f.files) - 1)]
-    variables = optimizer.variables
-    if len(saved) != len(variables) or any(tuple(v.shape) != a.shape for v, a in zip(variables, saved, strict=False)):
-        raise TrainingError(
-            f"checkpoint optimizer state in {str(folder)!r} ({len(saved)} variables) does not fit this optimizer "
-            f"({len(variables)} variables); resume with the original optimizer and mixed_precision settings"
-        )
-    for var, value in zip(variables, saved, strict=True):
-        var.assign(value)
-    best = folder / BEST_WEIGHTS_FILE
-    if not best.is_file():
-        return None
-    with np.load(best) as f:
-        return [f[f"w{i}"] for i in range(len(f.files))]
 
 
 class Checkpointer(keras.callbacks.Callback):

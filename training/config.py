@@ -63,6 +63,19 @@ DEFAULTS: dict[str, Any] = {
 #: Older spellings accepted in config files, mapped to the current key.
 ALIASES: dict[str, str] = {"model_name": "model"}
 
+#: Allowed ranges (inclusive) of the integer keys. The seed seeds NumPy's legacy generator through
+#: ``keras.utils.set_random_seed``, which takes 32 bits.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "imagesize": (4, 8192),
+    "batch_size": (1, 65536),
+    "epochs": (1, 10**6),
+    "haltpatience": (0, 10**6),
+    "lrpatience": (0, 10**6),
+    "seed": (0, 2**32 - 1),
+    "data_workers": (1, 1024),
+    "data_block_maps": (1, 10**6),
+}
+
 MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
 #: Values of the ``distribution`` key besides null (see :mod:`training.distribution`).
 DISTRIBUTIONS = ("data_parallel",)
@@ -291,14 +304,8 @@ def validate_config(raw: Mapping[str, Any], config_dir: str | Path = ".") -> Tra
     if not isinstance(trace, list) or not all(isinstance(a, str) and a for a in trace):
         raise TrainingError(f"trace_used must be a list of array names (may be empty), got {trace!r}")
 
-    _check_int(v, "imagesize", 1)
-    _check_int(v, "batch_size", 1)
-    _check_int(v, "epochs", 1)
-    _check_int(v, "haltpatience", 0)
-    _check_int(v, "lrpatience", 0)
-    _check_int(v, "seed", 0)
-    _check_int(v, "data_workers", 1)
-    _check_int(v, "data_block_maps", 1)
+    for key, (low, high) in INT_RANGES.items():
+        _check_int(v, key, low, high)
     _check_float(v, "learning_rate", 0.0, math.inf, "a positive number")
     _check_float(v, "lrfactordelta", 0.0, 1.0, "a number between 0 and 1 (exclusive)")
     _check_float(v, "dropval", 0.0, 1.0, "a number in [0, 1)", low_inclusive=True)
@@ -335,13 +342,13 @@ def _check_str(values: dict[str, Any], key: str) -> None:
         raise TrainingError(f"{key} must be a non-empty string, got {values[key]!r}")
 
 
-def _check_int(values: dict[str, Any], key: str, minimum: int) -> None:
+def _check_int(values: dict[str, Any], key: str, minimum: int, maximum: int) -> None:
     value = values[key]
     if isinstance(value, float) and value.is_integer():
         value = values[key] = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise TrainingError(f"{key} must be {what}, got {values[key]!r}")
+        raise TrainingError(f"{key} must be {what} no larger than {maximum}, got {values[key]!r}")
 
 
 def _check_float(

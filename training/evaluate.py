@@ -16,12 +16,13 @@ demonstration (:mod:`training.evaluation.bias`).
 The work is done by the package :mod:`training.evaluation` (also the notebook's API); this module is only the CLI.
 
 Exit status: 0 done (metrics that lacked a truth array are skipped with a note), 2 bad input or nothing that can be
-evaluated (one ``error: …`` line on stderr).
+evaluated (one ``error: …`` line on stderr), 1 a file could not be read or written, e.g. on a full disk (one line).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="training/evaluate.py",
         description="Evaluate a trained ResUNet-CMB network against the quadratic estimator: binned spectra, "
         "cross-correlation r_L, residual and noise power of tau, kappa, E (and alpha); figures; lensing-bias test.",
-        epilog="Exit status: 0 done, 2 bad input or nothing that can be evaluated.",
+        epilog="Exit status: 0 done, 1 a file could not be written (e.g. a full disk), 2 bad input or nothing that "
+        "can be evaluated.",
     )
     p.add_argument("--model-dir", required=True, help="network folder (training output_dir or trained_networks/<name>)")
     p.add_argument("--data", required=True, help="pipeline data file (.npz or .h5) with the network's input maps")
@@ -98,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        hint = "; free some space or choose another --output" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        print(f"error: {exc.strerror or exc}{where}{hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the results written so far may be incomplete", file=sys.stderr)
+        return 130
     return 0
 
 

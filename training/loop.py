@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.util
-import shutil
 import sys
 import threading
 import time
@@ -25,7 +24,8 @@ from training.config import TrainingConfig, TrainingError
 from training.datasettings import write_data_settings
 
 
-def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None = None) -> dict[str, Any]:
+def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
     """Run (or resume) one training run and write all its outputs.
 
     Parameters
@@ -37,6 +37,10 @@ def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None 
     time_limit_s : float, optional
         Wall-clock budget of this session in seconds: training stops after the last epoch expected to end in time
         (an epoch is assumed to last as long as the longest so far), then the outputs are written.
+    overwrite : bool
+        Start a new run in an ``output_dir`` that holds another run's files: they are removed once the new run's
+        data are loaded and its model is built, just before its first file is written (without it, such a folder
+        is refused).
 
     Returns
     -------
@@ -62,7 +66,7 @@ def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None 
     if not dist.is_chief:  # other workers of a multi-node job: identical files, out of the chief's way
         cfg = dataclasses.replace(cfg, output_dir=cfg.output_dir / ".workers" / str(dist.worker_index))
     with dist.scope():
-        return _train(cfg, resume, time_limit_s, start, dist)
+        return _train(cfg, resume, time_limit_s, start, dist, overwrite)
 
 
 def load_distributed_data(cfg: TrainingConfig, dist: Any) -> Any:
@@ -101,19 +105,14 @@ def load_distributed_data(cfg: TrainingConfig, dist: Any) -> Any:
     return bundle
 
 
-def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start: float, dist: Any) -> dict[str, Any]:
+def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start: float, dist: Any,
+           overwrite: bool = False) -> dict[str, Any]:
     """The body of :func:`train`, run inside the distribution's scope."""
     import keras
 
     from training import artifacts as art
-    from training.checkpoint import (
-        Checkpointer,
-        RunState,
-        check_resume_config,
-        has_checkpoint,
-        load_checkpoint,
-        read_state,
-    )
+    from training.checkpoint import Checkpointer, RunState, check_resume_config, read_state
+    from training.checkpoint_files import check_checkpoint_files, load_checkpoint
     from training.distribution import set_batch_norm_sync
     from training.interrupts import InterruptHandler, TrainingInterrupted
     from training.metrics import RSquared
@@ -132,10 +131,12 @@ def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start:
             "or set it to false"
         )
 
+    art.check_run_folder(out, resume, overwrite)
     state = RunState(learning_rate=cfg.learning_rate, config=cfg.to_dict())
     if resume:
         state = read_state(out)
         check_resume_config(state, cfg.to_dict())
+        check_checkpoint_files(out)
         if state.finished and (state.stopped_early or state.epoch >= cfg.epochs):
             print(f"run in {out} already finished after {state.epoch} epochs; nothing to resume")
             return _read_json(out / art.SUMMARY_FILE)
@@ -151,9 +152,11 @@ def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start:
     model.compile(optimizer=optimizer, loss=loss, metrics={name: [RSquared(name="r2")] for name in model.output_names})
 
     out.mkdir(parents=True, exist_ok=True)
-    if not resume and has_checkpoint(out):
-        print(f"note: starting a new run in {out}; its old checkpoint is discarded (use --resume to continue it)")
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    if overwrite and not resume:
+        # The new run has its data and its model: only now does the old run go (--overwrite).
+        removed = art.remove_run_files(out)
+        if removed:
+            print(f"note: --overwrite: removed the previous run's files from {out} ({', '.join(removed)})")
     means, stds = bundle.standardization.to_npz_dicts()
     art.save_npz(out / art.MEANS_FILE, means)
     art.save_npz(out / art.STDS_FILE, stds)
@@ -273,8 +276,7 @@ def _write_final_outputs(
     out = cfg.output_dir
     with art.atomic_path(out / art.MODEL_FILE) as tmp:
         model.save(str(tmp))
-    with art.atomic_path(out / art.WEIGHTS_FILE) as tmp:
-        model.save_weights(str(tmp))
+    art.save_weights_from_archive(out / art.MODEL_FILE, out / art.WEIGHTS_FILE)
 
     # Chunk by chunk: a test split streamed from a file larger than the RAM is never held whole.
     test_r2 = write_test_outputs(model, bundle, cfg.target_used, out)

@@ -6,13 +6,16 @@ learning-rate schedule, checkpoints every epoch, and writes the trained model, t
 units) and a summary into ``output_dir``. Any Keras 3 backend works (``KERAS_BACKEND=tensorflow|jax|torch``).
 This module is only the command line; the run itself is :func:`training.loop.train`.
 
-Exit status: 0 on success, 2 on bad input (one line on stderr), 128 + signal number after a Ctrl-C / SIGTERM that
+Exit status: 0 on success, 2 on bad input (one line on stderr), 1 when writing (or reading) a file failed, e.g. on
+a full disk (one line; the last complete checkpoint is kept), 128 + signal number after a Ctrl-C / SIGTERM that
 saved a checkpoint (continue with ``--resume``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,9 @@ if __package__ in (None, ""):
     # the repository root instead of this folder, whose module names (config, data, …) would shadow others.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from training.artifacts import check_output_folder, check_run_folder  # noqa: E402
 from training.config import TrainingError, load_config  # noqa: E402
-from training.runtime import configure_gpu_memory  # noqa: E402
+from training.runtime import configure_gpu_memory, load_keras  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="training/main.py",
         description="Train ResUNet-CMB (or another registered model) on simulated CMB maps.",
-        epilog="Exit status: 0 done, 2 bad input, 130/143 interrupted by Ctrl-C/SIGTERM (checkpoint saved).",
+        epilog="Exit status: 0 done, 1 a file could not be written (e.g. a full disk), 2 bad input, 130/143 "
+        "interrupted by Ctrl-C/SIGTERM (checkpoint saved).",
     )
     parser.add_argument("config", help="JSON config file (relative paths inside resolve against its folder)")
     parser.add_argument("--epochs", type=int, help="override the config's epochs (the total, also with --resume)")
     parser.add_argument("--output-dir", help="override the config's output_dir (relative to the current folder)")
     parser.add_argument(
         "--resume", action="store_true", help="continue the run checkpointed in output_dir from its last epoch"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an output_dir that holds another run's files; they are removed once the new run "
+        "has loaded its data and built its model",
     )
     parser.add_argument(
         "--time-limit",
@@ -54,6 +65,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed read or write during a run (a full disk above all)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    text = f"{exc.strerror or exc}{where}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += ("; the checkpoint of the last complete epoch is kept: free some space, then continue with "
+                 "--resume")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = parse_args(argv)
@@ -66,8 +87,16 @@ def main(argv: list[str] | None = None) -> int:
             changes["output_dir"] = str(Path(args.output_dir).resolve())
         if changes:
             cfg = cfg.replace(**changes)
-        if args.time_limit is not None and not args.time_limit > 0:
+        if args.time_limit is not None and not 0 < args.time_limit < math.inf:
             raise TrainingError(f"--time-limit must be a positive number of minutes, got {args.time_limit}")
+        # Where the run writes, before anything is read: a folder that cannot be written, or that holds another
+        # run, fails now rather than after the data load.
+        check_output_folder(cfg.output_dir, "--output-dir (or output_dir)")
+        check_run_folder(cfg.output_dir, resume=args.resume, overwrite=args.overwrite)
+        if args.resume:
+            from training.checkpoint_files import check_checkpoint_files
+
+            check_checkpoint_files(cfg.output_dir)  # every file there and readable
         # Before the first Keras import: the backends read these settings when they start.
         configure_gpu_memory(cfg.allocate_vram_an)
         # Cheap data checks (file, arrays, map size, split sizes) before the backend loads: bad input fails fast,
@@ -75,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         from training.data.sources import check_data
 
         check_data(cfg)
+        load_keras()  # without TensorFlow's start-up messages
         from training.interrupts import TrainingInterrupted
         from training.loop import train
 
         try:
-            train(cfg, resume=args.resume, time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
+            train(cfg, resume=args.resume, time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
+                  overwrite=args.overwrite)
         except TrainingInterrupted as exc:
             print(
                 f"interrupted: {exc}; checkpoint saved in {cfg.output_dir}; continue with --resume",
@@ -89,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted before a checkpoint could be saved", file=sys.stderr)
         return 130

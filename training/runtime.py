@@ -1,4 +1,4 @@
-"""Process-level set-up for a run: GPU memory settings, the active backend and its device.
+"""Process-level set-up for a run: quiet start-up, GPU memory settings, the active backend and its device.
 
 Only the active backend's own library is imported here (TensorFlow is never imported under JAX or PyTorch), so
 the same code runs on machines where TensorFlow is not installed.
@@ -7,7 +7,66 @@ the same code runs on machines where TensorFlow is not installed.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+#: TensorFlow's C++ log level set by :func:`load_keras` unless the user set ``TF_CPP_MIN_LOG_LEVEL``: 3 hides its
+#: INFO, WARNING and ERROR messages, such as "failed call to cuInit" on a machine without a GPU (errors that stop a
+#: run still reach Python as exceptions).
+QUIET_TF_LOG_LEVEL = "3"
+#: Lines TensorFlow's libraries print to stderr while they load, before any log level applies: absl's notice and
+#: its ``I…``/``W…``/``E…`` lines such as "Could not find cuda drivers". Hidden unless the user set the log level.
+STARTUP_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\] "
+)
+
+
+def load_keras() -> Any:
+    """Import Keras (and its backend) without TensorFlow's start-up messages, and return the module.
+
+    Unless ``TF_CPP_MIN_LOG_LEVEL`` is already set, it is set to :data:`QUIET_TF_LOG_LEVEL` before the backend
+    loads, the lines the libraries print while loading (:data:`STARTUP_NOISE`) are dropped from stderr, and absl's
+    Python logger is set to show errors only. Set ``TF_CPP_MIN_LOG_LEVEL=0`` to see all of TensorFlow's messages.
+    Call it before anything else imports Keras (the command lines do, after their cheap input checks).
+    """
+    if "keras" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import keras
+
+        return keras
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_TF_LOG_LEVEL
+    with filtered_stderr(STARTUP_NOISE):
+        import keras
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    return keras
+
+
+@contextmanager
+def filtered_stderr(noise: re.Pattern) -> Iterator[None]:
+    """Collect what the process writes to file descriptor 2 inside the block (C libraries included) and pass on
+    every line that does not match ``noise`` when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True)
+                    if not noise.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def configure_gpu_memory(grow_as_needed: bool) -> None:

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from datapipe.errors import PipelineError
-from datapipe.settings import SimulationSettings
+from datapipe.settings import WORKERS_PER_CORE, SimulationSettings, usable_cores
 from datapipe.simulate import MapSetSimulator
 from training.config import TrainingConfig, TrainingError
 from training.data.bundle import DataBundle
@@ -74,6 +74,18 @@ STREAM_DEFAULTS: dict[str, Any] = {
     "workers": None,
     "prefetch": None,
 }
+
+
+def stream_option_ranges() -> dict[str, tuple[int, int]]:
+    """Allowed (inclusive) ranges of the stream sizes; workers as for ``datapipeline.py --workers``."""
+    return {
+        "steps_per_epoch": (1, 10**7),
+        "val_maps": (1, 10**6),
+        "test_maps": (1, 10**6),
+        "pilot_maps": (2, 10**6),
+        "workers": (1, WORKERS_PER_CORE * usable_cores()),
+        "prefetch": (1, 4096),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,17 +135,10 @@ def parse_simulation_block(
         options["workers"] = max(1, (os.cpu_count() or 2) - 1)
     if options["prefetch"] is None:
         options["prefetch"] = 2 * options["workers"]
-    for key, minimum in (
-        ("steps_per_epoch", 1),
-        ("val_maps", 1),
-        ("test_maps", 1),
-        ("pilot_maps", 2),
-        ("workers", 1),
-        ("prefetch", 1),
-    ):
+    for key, (minimum, maximum) in stream_option_ranges().items():
         value = options[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise TrainingError(f"simulation.{key} must be an integer >= {minimum}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise TrainingError(f"simulation.{key} must be an integer >= {minimum} and <= {maximum}, got {value!r}")
     for key in ("val_maps", "test_maps"):
         if options[key] < cfg.batch_size:
             raise TrainingError(

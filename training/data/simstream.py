@@ -12,6 +12,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import keras
 import numpy as np
 
+from datapipe.interrupts import starting_workers
 from datapipe.settings import SimulationSettings
 from datapipe.simulate import MapSetSimulator
 from training.data.simworker import TRAIN_STREAM, init_worker, standardized_batch, worker_batch
@@ -92,7 +93,11 @@ class SimulationStream(keras.utils.PyDataset):
     def _submit(self, epoch: int, batch: int) -> None:
         key = (epoch, batch)
         if key not in self._pending:
-            self._pending[key] = self._ensure_pool().submit(worker_batch, self.batch_map_indices(epoch, batch))
+            pool = self._ensure_pool()
+            # The executor starts its workers on submission: they must not see Ctrl-C (the training process
+            # saves a checkpoint and stops them) nor be cut short while starting.
+            with starting_workers():
+                self._pending[key] = pool.submit(worker_batch, self.batch_map_indices(epoch, batch))
 
     def __getitem__(self, index: int):
         if not 0 <= index < self.steps_per_epoch:

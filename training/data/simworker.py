@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from datapipe.interrupts import worker_started
 from datapipe.settings import SimulationSettings
 from datapipe.simulate import MapSetSimulator
 from training.data.standardization import Standardization
@@ -19,7 +20,9 @@ _worker_state: dict[str, Any] = {}
 
 
 def init_worker(settings: SimulationSettings, inputs: dict, targets: dict, std: Standardization) -> None:
-    """Pool initializer: build this process's simulator once."""
+    """Pool initializer: build this process's simulator once (Ctrl-C stays blocked: see
+    :func:`datapipe.interrupts.starting_workers`)."""
+    worker_started()
     _worker_state.update(simulator=MapSetSimulator(settings), inputs=inputs, targets=targets, std=std)
 
 

@@ -8,6 +8,7 @@ and of the QE maps (``rec_*`` and the Wiener-filtered ``wf_rec_*``), leaving out
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -67,6 +68,11 @@ class FieldResult:
     nnull: int
 
 
+#: Highest bin edge accepted (the CAMB spectra of the pipeline stop at L = 10000) and most bins.
+MAX_L = 100000
+MAX_BINS = 10000
+
+
 def make_edges(lmin: float = DEFAULT_LMIN, lmax: float = DEFAULT_LMAX, delta_l: float = DEFAULT_DELTA_L) -> np.ndarray:
     """Linear multipole bin edges (:func:`datapipe.powspec.linear_bins`).
 
@@ -80,11 +86,15 @@ def make_edges(lmin: float = DEFAULT_LMIN, lmax: float = DEFAULT_LMAX, delta_l: 
     """
     from datapipe.powspec import linear_bins
 
-    if not (delta_l > 0 and 0 <= lmin < lmax and lmax - lmin >= delta_l):
+    finite = all(math.isfinite(x) for x in (lmin, lmax, delta_l))
+    if not (finite and delta_l > 0 and 0 <= lmin < lmax <= MAX_L and lmax - lmin >= delta_l):
         raise EvaluationError(
-            f"multipole bins need 0 <= lmin < lmax and 0 < delta_l <= lmax - lmin (got lmin {lmin}, lmax {lmax}, "
-            f"delta_l {delta_l})"
+            f"multipole bins need finite 0 <= lmin < lmax <= {MAX_L} and 0 < delta_l <= lmax - lmin (got lmin {lmin}, "
+            f"lmax {lmax}, delta_l {delta_l})"
         )
+    if (lmax - lmin) / delta_l > MAX_BINS:
+        raise EvaluationError(f"--delta-l {delta_l} makes more than {MAX_BINS} bins between {lmin} and {lmax}; use a "
+                              "wider --delta-l (default 100)")
     return linear_bins(lmin, lmax, delta_l)
 
 

@@ -286,8 +286,9 @@ def load_map_data(
         if pixel_arcmin is None:
             pixel_arcmin = PAPER_PIXEL_ARCMIN
             notes.append(f"{path.name} has no metadata: assuming {PAPER_PIXEL_ARCMIN}' pixels (set --pixel-arcmin)")
-    if not pixel_arcmin > 0:
-        raise EvaluationError(f"pixel size must be positive (got {pixel_arcmin!r} arcmin)")
+    if not (isinstance(pixel_arcmin, int | float) and 0 < pixel_arcmin <= 60):
+        raise EvaluationError(f"pixel size must be a number in (0, 60] arcmin (got {pixel_arcmin!r}); e.g. "
+                              "--pixel-arcmin 2.34375")
     taper, w2, w2_source, taper_notes = taper_and_w2(path, npix, metadata, float(pixel_arcmin))
     arrays = read_arrays(path, present, max_maps)
     return MapData(path, arrays, npix, float(pixel_arcmin), w2, w2_source, taper, metadata, missing,

@@ -23,6 +23,28 @@ FIGURES = {
 }
 
 
+#: Upper bounds of the integer options (inclusive).
+OPTION_LIMITS = {"batch_size": (1, 65536), "max_maps": (1, 10**9), "map_index": (0, 10**9),
+                 "bias_nsims": (2, 100000), "bias_seed": (0, 2**63 - 1)}
+
+
+def check_options(**values: int | None) -> None:
+    """Check integer options against :data:`OPTION_LIMITS` (``None``: not given).
+
+    Raises
+    ------
+    EvaluationError
+        Naming the option (as on the command line), its allowed range and the bad value.
+    """
+    for key, value in values.items():
+        low, high = OPTION_LIMITS[key]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= value <= high:
+            option = "--" + key.replace("_", "-")
+            raise EvaluationError(f"{option} must be an integer from {low} to {high} (got {value!r})")
+
+
 def pick_map_index(results: Mapping[str, FieldResult], data: MapData) -> int:
     """The first map set whose truth maps are all non-zero (not a null map set), else 0."""
     masks = [~null_maps(data.arrays[r.truth]) for r in results.values()]
@@ -95,21 +117,30 @@ def run_evaluation(
     EvaluationError
         On bad input, or when nothing can be evaluated (no truth array and no bias test).
     """
+    from training.artifacts import check_output_folder
     from training.evaluation import figures
+    from training.runtime import load_keras
 
     output = Path(output)
-    if batch_size < 1:
-        raise EvaluationError(f"--batch-size must be at least 1 (got {batch_size})")
+    check_options(batch_size=batch_size, max_maps=max_maps, map_index=map_index, bias_nsims=bias_nsims,
+                  bias_seed=bias_seed)
     edges = make_edges() if edges is None else np.asarray(edges, dtype=float)
+    # Where the results go, before any prediction: a folder that cannot be written fails now.
+    check_output_folder(output, "--output")
+    if map_figure is not None:
+        check_output_folder(Path(map_figure).parent, "--map-figure")
     shapes = inspect_data(data_path)
     if bias_data is not None:
         inspect_data(bias_data)
+    load_keras()  # without TensorFlow's start-up messages
     network = load_network(model_dir)
     check_compatible(network, shapes, data_path)
     wanted = [*network.inputs.values()]
     for truth in network.outputs.values():
         wanted += [truth, *QE_MAPS.get(truth, ())]
     data = load_map_data(data_path, wanted, max_maps, pixel_arcmin)
+    if map_index is not None and not 0 <= map_index < data.nmaps:
+        raise EvaluationError(f"--map-index {map_index} is outside the {data.nmaps} map sets read")
     notes = [*network.notes, *data.notes]
     for note in notes:
         log(f"note: {note}")
@@ -124,9 +155,6 @@ def run_evaluation(
         raise EvaluationError(
             f"nothing to evaluate: {data.path} has none of the truth arrays {', '.join(network.outputs.values())}"
         )
-    if map_index is not None and not 0 <= map_index < data.nmaps:
-        raise EvaluationError(f"--map-index {map_index} is outside the {data.nmaps} map sets read")
-
     output.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     metrics: dict[str, Any] = {

@@ -1,0 +1,89 @@
+"""Ctrl-C and SIGTERM in the data pipeline, and worker processes that leave both to the main process.
+
+A batch scheduler sends SIGTERM before it kills a job; a user presses Ctrl-C. The command line treats both alike
+(:func:`stop_on_signals`): the signal raises :class:`PipelineInterrupted` in the main process, the writers remove
+their temporary files on the way out, and the command exits with 128 + the signal number (130, 143).
+
+The terminal sends Ctrl-C to every process of the job, worker processes included. Workers started inside
+:func:`starting_workers` never see it (they would print a traceback each); the main process stops them.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+#: Signals that stop a pipeline run cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class PipelineInterrupted(KeyboardInterrupt):
+    """Raised in the main process by SIGINT or SIGTERM inside :func:`stop_on_signals`.
+
+    A subclass of ``KeyboardInterrupt``, so that code which cleans up after Ctrl-C cleans up after SIGTERM too.
+
+    Parameters
+    ----------
+    signum : int
+        The signal received.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`PipelineInterrupted` inside the block (main thread only).
+
+    After the first signal both are ignored, so that a second one cannot cut the clean-up short. The previous
+    handlers are restored on exit.
+    """
+    def handle(signum: int, frame: Any) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise PipelineInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def starting_workers() -> Iterator[None]:
+    """Start worker processes inside this block, and call :func:`worker_started` first thing in each of them.
+
+    The calling thread blocks SIGINT and SIGTERM while the block runs, so a signal can neither cut short the
+    hand-over of a starting worker's state (the worker would fail to unpickle it and print a traceback) nor reach
+    a worker: the workers inherit the blocked signals. A signal that arrives meanwhile is delivered to this thread
+    when the block ends. Multiprocessing's resource tracker is started first, since starting it unblocks both.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def worker_started() -> None:
+    """In a worker started by :func:`starting_workers`: let SIGTERM through again (pools stop their workers with
+    it, and it ends the worker quietly); SIGINT stays blocked, since Ctrl-C is the main process's business."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
