@@ -14,7 +14,8 @@ import numpy as np
 
 from training.evaluation.crosscorr import ReconstructionStats, reconstruction_stats
 from training.evaluation.errors import EvaluationError
-from training.evaluation.mapdata import MapData
+from training.evaluation.mapdata import MapData, data_settings
+from training.evaluation.theory import FieldTheory, field_theories
 
 #: QE maps compared with the network, per truth array: the raw QE and its Wiener-filtered version.
 QE_MAPS: dict[str, tuple[str, ...]] = {"tru_tau": ("rec_tau", "wf_rec_tau"), "tru_kappa": ("rec_kappa", "wf_rec_kappa")}
@@ -50,6 +51,8 @@ class FieldResult:
         Map sets used (null map sets, whose truth is identically zero, are left out).
     nnull : int
         Null map sets left out.
+    theory : FieldTheory, optional
+        Input spectrum and analytic QE noise in the same bins (:mod:`training.evaluation.theory`).
     """
 
     output: str
@@ -60,6 +63,7 @@ class FieldResult:
     qe: dict[str, ReconstructionStats]
     nmaps: int
     nnull: int
+    theory: FieldTheory | None = None
 
 
 def make_edges(lmin: float = DEFAULT_LMIN, lmax: float = DEFAULT_LMAX, delta_l: float = DEFAULT_DELTA_L) -> np.ndarray:
@@ -93,6 +97,7 @@ def compare_fields(
     outputs: Mapping[str, str],
     data: MapData,
     edges: np.ndarray | None = None,
+    theory: bool = True,
 ) -> tuple[dict[str, FieldResult], list[str]]:
     """Binned statistics of every predicted field and of the QE maps against the truth.
 
@@ -110,6 +115,8 @@ def compare_fields(
         The data, with the truth and QE arrays that exist.
     edges : ndarray, optional
         Multipole bin edges (default ΔL = 100 from 20 to 3500).
+    theory : bool
+        Also compute each field's theory curves (input spectrum, analytic QE noise) for the data's settings.
 
     Returns
     -------
@@ -146,4 +153,11 @@ def compare_fields(
         results[name] = FieldResult(
             name, truth_name, label, units, stats(predictions[name]), qe, int(keep.sum()), int((~keep).sum())
         )
+    if theory and results:
+        settings = data_settings(data.metadata, data.npix).replace(npix=data.npix, pixel_arcmin=data.pixel_arcmin)
+        fields = {name: (r.truth, list(r.qe), np.isin(edges[:-1], r.network.bin_lo)) for name, r in results.items()}
+        for name, field_theory in field_theories(fields, settings, data.taper, edges).items():
+            results[name].theory = field_theory
+        if not data.metadata.get("settings"):
+            skipped.append(f"{data.path.name} has no metadata: the theory curves (N0) assume the paper's settings")
     return results, skipped
