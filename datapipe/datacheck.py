@@ -192,8 +192,13 @@ def _settings(path: Path, npix: int, notes: list[str]) -> tuple[SimulationSettin
         metadata = {}
     given = metadata.get("settings") if isinstance(metadata, dict) else None
     if not isinstance(given, dict):
-        notes.append(f"{path.name} has no metadata: assuming the paper's settings with {npix}x{npix} maps")
-        return SimulationSettings(npix=npix), {}
+        try:
+            settings = SimulationSettings(npix=npix)
+        except PipelineError:  # maps too small for the paper's 1.5° taper
+            settings = SimulationSettings(npix=npix, taper_deg=0.0)
+        notes.append(f"{path.name} has no metadata: assuming the paper's settings with {npix}x{npix} maps and a "
+                     f"{settings.taper_deg:g}° taper")
+        return settings, {}
     known = {f.name for f in dataclasses.fields(SimulationSettings)}
     return SimulationSettings(**{k: (tuple(v) if k == "maps" else v) for k, v in given.items() if k in known}), metadata
 

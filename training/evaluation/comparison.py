@@ -154,7 +154,13 @@ def compare_fields(
             name, truth_name, label, units, stats(predictions[name]), qe, int(keep.sum()), int((~keep).sum())
         )
     if theory and results:
-        settings = data_settings(data.metadata, data.npix).replace(npix=data.npix, pixel_arcmin=data.pixel_arcmin)
+        from datapipe.errors import PipelineError
+
+        try:
+            settings = data_settings(data.metadata, data.npix).replace(npix=data.npix, pixel_arcmin=data.pixel_arcmin)
+        except PipelineError as exc:
+            skipped.append(f"no theory curves: the data's settings are unusable ({exc})")
+            return results, skipped
         fields = {name: (r.truth, list(r.qe), np.isin(edges[:-1], r.network.bin_lo)) for name, r in results.items()}
         for name, field_theory in field_theories(fields, settings, data.taper, edges).items():
             results[name].theory = field_theory

@@ -16,7 +16,7 @@ from training.evaluation.figures.common import COLORS, field_panels, field_title
 
 #: Legend labels, shared by all panels (the same series in every field).
 NETWORK_LABEL = "ResUNet-CMB"
-QE_LABEL = r"QE rec_* (its Wiener-filtered wf_rec_* has the same $r_L$)"
+QE_LABEL = r"QE rec_* (the Wiener-filtered wf_rec_*, a rescaling per $L$, has the same $r_L$)"
 QE_EXPECTED_LABEL = r"QE expected from its analytic $N^{(0)}_L$ alone"
 
 
@@ -38,7 +38,8 @@ def plot_r_ell(results: Mapping[str, Any]) -> Any:
     The QE's :math:`r_L` expected from its analytic noise alone is drawn as a dashed line (with the taper's
     factor f of :class:`training.evaluation.theory.FieldTheory`); measured values fall below it by the
     estimator's other noise terms (:math:`N^{(1)}`, the other field's response). ``wf_rec_*`` maps are not drawn
-    apart: a Wiener filter rescales each L, so their r_L is that of ``rec_*``.
+    apart: a Wiener filter rescales each L, so their r_L is that of ``rec_*`` (up to the filter's variation within a
+    bin, ~1 %; both are in ``metrics.json``).
 
     Parameters
     ----------
