@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt datapipe_requirements.txt tensorflowtraining_requirements.txt requirements-dev.txt pyproject.toml
 
-.PHONY: venv test demo lint spectra bench mpi clean
+.PHONY: venv test demo demo-images lint spectra bench mpi clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The demo, then its figures shown in README.md copied into images/ (make demo alone writes only under results/).
+demo-images: $(STAMP)
+	$(BIN)/python scripts/demo.py --update-images
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -74,6 +74,9 @@ def test_theory_is_the_binned_input_spectrum_and_the_qe_n0(results, data, spectr
     np.testing.assert_allclose(kappa.n0["rec_kappa"], bin_fourier(grid, qe.kappa_noise, edges)[keep], rtol=1e-12)
     np.testing.assert_allclose(kappa.n0["wf_rec_kappa"], kappa.n0["rec_kappa"])  # a Wiener filter keeps N0 and r
     np.testing.assert_allclose(results["tau"].theory.n0["rec_tau"], bin_fourier(grid, qe.tau_noise, edges)[keep])
+    f = theory.taper_factor(data.taper)
+    expected_r = f * np.sqrt(kappa.signal / (kappa.signal + kappa.n0["rec_kappa"]))
+    np.testing.assert_allclose(kappa.r_expected["rec_kappa"], expected_r, rtol=1e-12)
     assert results["unle"].theory.n0 == {} and results["unle"].theory.signal is not None
 
 
