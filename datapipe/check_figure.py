@@ -45,7 +45,7 @@ def settings_line(check: Any) -> str:
 
 
 @paper_style
-def plot_data_check(check: Any, ncols: int | None = None) -> Any:
+def plot_data_check(check: Any, ncols: int = 3) -> Any:
     """Binned spectra of a data set's arrays against their expectation, taper accounted for.
 
     Each array gets a panel of :math:`L(L+1)C_L/2\\pi` (measured over the non-null map sets, with standard errors,
@@ -58,19 +58,17 @@ def plot_data_check(check: Any, ncols: int | None = None) -> Any:
     ----------
     check : datapipe.datacheck.DataCheck
         From :func:`datapipe.datacheck.check_data_file` (the numbers of the printed table).
-    ncols : int, optional
-        Panels per row (default: 3 or 4, whichever leaves fewer empty places in the last row).
+    ncols : int
+        Panels per row (three keep the titles readable at page width).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     names = list(check.arrays)
-    if ncols is None:
-        ncols = min((3, 4), key=lambda n: (-len(names) % n, n))
     ncols = max(1, min(ncols, len(names)))
     nrows = max(1, math.ceil(len(names) / ncols))
-    fig = new_figure(PAGE_WIDTH, (2.4 if ncols < 4 else 2.0) * nrows + 0.45)
+    fig = new_figure(PAGE_WIDTH, 2.4 * nrows + 0.45)
     grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[2.6, 1.0] * nrows)
     for i, name in enumerate(names):
         a = check.arrays[name]

@@ -95,7 +95,7 @@ def plot_map_comparison(
         shown = {"vmin": -limit, "vmax": limit, "cmap": DIVERGING_CMAP, "origin": "upper",
                  "extent": (0, side, 0, side), "interpolation": "nearest"}
         panels = [(f"true {symbol}", truth, None), ("ResUNet-CMB", pred, rms_ratio(pred, truth)),
-                  ("residual: truth − network", truth - pred, rms_ratio(truth - pred, truth))]
+                  ("truth − network", truth - pred, rms_ratio(truth - pred, truth))]
         image = None
         for col, (title, data, ratio) in enumerate(panels):
             ax = axes[row, col]
