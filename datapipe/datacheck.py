@@ -21,7 +21,8 @@ from datapipe.settings import ALL_MAPS, SimulationSettings
 
 WINDOW_FILE = "window_info.npz"
 #: Units of the arrays' maps (their spectra are in units² × sr).
-UNITS = {name: "μK" for name in ALL_MAPS if name[0] in "tqueb" and not name.startswith("tru")}
+UNITS = {**{name: "μK" for name in ALL_MAPS if name[0] in "tqueb" and not name.startswith("tru")},
+         "tru_alpha": "rad", "rec_alpha": "rad", "wf_rec_alpha": "rad"}
 
 
 @dataclasses.dataclass

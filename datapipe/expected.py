@@ -89,13 +89,8 @@ class ExpectedSpectra:
         return (tau + qe.tau_noise + bias) * qe.rec_mask
 
     def expectation(self, name: str) -> Expectation:
-        """The expected spectrum of array ``name`` (one of :data:`datapipe.settings.ALL_MAPS`).
-
-        Raises
-        ------
-        KeyError
-            For an unknown array name.
-        """
+        """The expected spectrum of array ``name`` (one of :data:`datapipe.settings.ALL_MAPS`; an array without a
+        model here gets ``power`` None, and a data check shows it measured only)."""
         s, sp = self.settings, self.spectra
         pol_noise = polarization_noise_power(s.noise_uk_arcmin)
         t_noise = pol_noise / 2.0
@@ -124,7 +119,7 @@ class ExpectedSpectra:
             "rec_tau": lambda: (self._qe("tau"), "C_L^ττ + N0 + R_L² C_L^κκ"),
             "wf_rec_tau": lambda: (self.estimators.tau_wiener**2 * self._qe("tau"), "Wiener² × (C_L^ττ + N0 + R²C^κκ)"),
         }
-        power, description = models[name]()
+        power, description = models[name]() if name in models else (None, "no model in datapipe.expected")
         return Expectation(None if power is None else np.asarray(power, dtype=float), k, description)
 
     def _kappa_to_phi(self) -> np.ndarray:

@@ -16,10 +16,12 @@ MAP_SET_ROWS = (
     ("CMB polarization [μK]", (("q_len", "observed $Q$"), ("u_len", "observed $U$"), ("e_unl", "primordial $E$"))),
     ("lensing convergence and patchy optical depth", (("tru_kappa", r"true $\kappa$"), ("rec_kappa", r"QE $\kappa$"),
                                                       ("tru_tau", r"true $\tau$"), ("rec_tau", r"QE $\tau$"))),
+    ("polarization rotation", (("tru_alpha", r"true $\alpha$"), ("rec_alpha", r"QE $\alpha$"))),
 )
 #: The truth whose colour scale each QE map shares.
-SCALE_OF = {"rec_kappa": "tru_kappa", "rec_tau": "tru_tau"}
-UNITS = {"q_len": r" [$\mu$K]", "u_len": r" [$\mu$K]", "e_unl": r" [$\mu$K]"}
+SCALE_OF = {"rec_kappa": "tru_kappa", "rec_tau": "tru_tau", "rec_alpha": "tru_alpha"}
+UNITS = {"q_len": r" [$\mu$K]", "u_len": r" [$\mu$K]", "e_unl": r" [$\mu$K]", "tru_alpha": " [rad]",
+         "rec_alpha": " [rad]"}
 OWN_SCALE_ABOVE = 3.0
 
 

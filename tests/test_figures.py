@@ -267,3 +267,22 @@ def test_binned_power_and_bin_fourier_use_the_same_modes():
     edges = comparison.make_edges()
     spectrum = binned_power(grid, np.zeros((1, 32, 32)), edges=edges)
     np.testing.assert_allclose(bin_fourier(grid, grid.modlmap, edges), spectrum.ell, rtol=1e-12)
+
+
+def test_a_fourth_field_without_theory_is_drawn_generically(results, tmp_path):
+    """Another field (here a copy of κ labelled as the rotation angle α) gets its own panel, labelled from
+    FIELD_INFO's symbol and units, and no theory curves when none is known: four panels in a 2 × 2 grid."""
+    import dataclasses
+
+    alpha = dataclasses.replace(results["kappa"], output="cbf", truth="tru_alpha", label="α", units="rad",
+                                qe={"rec_alpha": results["kappa"].qe["rec_kappa"]}, theory=None)
+    four = {**results, "cbf": alpha}
+    for plot in (figures.plot_r_ell, figures.plot_spectra):
+        fig = plot(four)
+        panels = [ax for ax in fig.axes if ax.get_title()]
+        assert len(panels) == 4 and r"$\alpha$" in panels[3].get_title()
+        assert {round(ax.get_position().x0, 2) for ax in panels} == {round(panels[0].get_position().x0, 2),
+                                                                      round(panels[1].get_position().x0, 2)}
+        assert not [ln for ln in panels[3].lines if str(ln.get_gid()).endswith((":n0", ":signal", ":r_expected"))]
+    assert "[rad$^2$]" in panels[3].get_ylabel()
+    _written(figures.save(fig, tmp_path / "four.png"))

@@ -10,20 +10,27 @@ spectra use. Fields are generic: a new one only needs entries in :data:`SIGNAL_S
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-#: Truth array → attribute of :class:`datapipe.spectra.Spectra` holding its input spectrum.
-SIGNAL_SPECTRA: dict[str, str] = {"tru_tau": "tau", "tru_kappa": "kk", "tru_phi": "pp", "e_unl": "ee"}
-#: QE map → attribute of :class:`datapipe.estimators.QuadraticEstimators` holding its full-plane N⁽⁰⁾. A Wiener
-#: filter rescales each L, so ``wf_rec_*`` has the N⁽⁰⁾ (and the r_L) of its ``rec_*``.
+#: Truth array → its input spectrum :math:`C_L` at L = 0, 1, …, from the theory spectra and the data's settings.
+SIGNAL_SPECTRA: dict[str, Callable[[Any, Any], np.ndarray]] = {
+    "tru_tau": lambda spectra, settings: spectra.tau,
+    "tru_kappa": lambda spectra, settings: spectra.kk,
+    "tru_phi": lambda spectra, settings: spectra.pp,
+    "e_unl": lambda spectra, settings: spectra.ee,
+}
+#: QE map → attribute of :class:`datapipe.estimators.QuadraticEstimators` holding its full-plane N⁽⁰⁾ (an estimator
+#: without it is skipped). A Wiener filter rescales each L, so ``wf_rec_*`` has the N⁽⁰⁾ (and the r_L) of ``rec_*``.
 QE_NOISE: dict[str, str] = {
     "rec_tau": "tau_noise",
     "wf_rec_tau": "tau_noise",
     "rec_kappa": "kappa_noise",
     "wf_rec_kappa": "kappa_noise",
+    "rec_alpha": "alpha_noise",
+    "wf_rec_alpha": "alpha_noise",
 }
 
 
@@ -104,9 +111,8 @@ def field_theories(
     estimators = None
     out = {}
     for key, (truth, qe_names, keep) in fields.items():
-        attribute = SIGNAL_SPECTRA.get(truth)
-        cl = getattr(spectra, attribute, None) if attribute else None
-        signal = None if cl is None else bin_theory(grid, cl, edges)[keep]
+        cl = SIGNAL_SPECTRA[truth](spectra, settings) if truth in SIGNAL_SPECTRA else None
+        signal = None if cl is None else bin_theory(grid, np.asarray(cl, dtype=float), edges)[keep]
         n0, r_expected = {}, {}
         for name in qe_names:
             if name not in QE_NOISE:
