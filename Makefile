@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REQS := requirements.txt datapipe_requirements.txt tensorflowtraining_requirements.txt requirements-dev.txt pyproject.toml
 
-.PHONY: venv test demo images lint spectra bench mpi clean
+.PHONY: venv test demo demo-images images lint spectra bench mpi clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: $(STAMP)
 # The demo's example figure (map set 1, paper settings, seed 2021), simulated afresh in a temporary folder.
 images: $(STAMP)
 	$(BIN)/python scripts/make_example_figure.py
+
+# The demo, then its figures shown in README.md copied into images/ (make demo alone writes only under results/).
+demo-images: $(STAMP)
+	$(BIN)/python scripts/demo.py --update-images
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -125,3 +125,32 @@ def bin_theory(grid: FlatSkyGrid, cl: np.ndarray, edges: np.ndarray) -> np.ndarr
     total = np.bincount(index[valid], weights=weight[valid] * values[valid], minlength=nbins)
     counts = np.bincount(index[valid], weights=weight[valid], minlength=nbins)
     return total / np.maximum(counts, 1)
+
+
+def bin_fourier(grid: FlatSkyGrid, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """A full-plane 2-D Fourier array (e.g. a QE's :math:`N^{(0)}_L`) averaged over the modes of each bin.
+
+    The same modes and weights as :func:`binned_power`, so the result compares with its measured spectra.
+
+    Parameters
+    ----------
+    grid : FlatSkyGrid
+        Geometry of the maps.
+    values : ndarray
+        (n, n) array on the full Fourier plane (pixell's ``modlmap`` layout).
+    edges : ndarray
+        Bin edges in ℓ.
+
+    Returns
+    -------
+    ndarray
+        (nbins,) mean over each bin's modes (0 for a bin without modes).
+    """
+    edges = np.asarray(edges, dtype=float)
+    index, weight, _ = _bin_index(grid, edges)
+    half = np.asarray(values, dtype=float)[..., : grid.npix // 2 + 1]
+    valid = index >= 0
+    nbins = len(edges) - 1
+    total = np.bincount(index[valid], weights=weight[valid] * half[valid], minlength=nbins)
+    counts = np.bincount(index[valid], weights=weight[valid], minlength=nbins)
+    return total / np.maximum(counts, 1)

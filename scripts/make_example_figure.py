@@ -39,7 +39,7 @@ def make_example_figure(output: Path, workdir: Path, **settings) -> Path:
     """
     data = demo.simulate_example_data(Path(workdir) / "map_sets32.npz", demo.EXAMPLE_INDEX + 1, workers=1,
                                       progress=False, **settings)
-    return demo.draw_example(data, Path(output))
+    return demo.draw_example(data, Path(output), pdf=False)  # the README shows the PNG only
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,8 @@ OUTPUT_FILES = [
     "test_data.npz",
     "summary.json",
     "checkpoint/state.json",
+    "training_curves.png",
+    "training_curves.pdf",
 ]
 
 
@@ -168,11 +170,13 @@ def test_resume_reproduces_an_uninterrupted_run(run, tmp_path):
     out = tmp_path / "resumed"
     shutil.copytree(run, out, ignore=shutil.ignore_patterns("checkpoint"))
     shutil.copytree(run.with_name("tiny.epoch2"), out / "checkpoint")
+    (out / "training_curves.png").unlink()  # drawn again at the end of the resumed run
     assert json.loads((out / "checkpoint" / "state.json").read_text())["epoch"] == 2
     cfg = run.parent.parent / "config.json"
     assert tmain.main([str(cfg), "--resume", "--output-dir", str(out)]) == 0
     resumed, reference = read_log(out / "training.log"), read_log(run / "training.log")
     assert [int(r["epoch"]) for r in resumed] == list(range(EPOCHS))  # the copied row of epoch 3 was replaced
+    assert (out / "training_curves.png").stat().st_size > 10_000
     for key, value in reference[-1].items():
         assert resumed[-1][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
     with np.load(out / "checkpoint" / "optimizer.npz") as f:

@@ -66,7 +66,11 @@ def train(cfg: TrainingConfig, resume: bool = False, time_limit_s: float | None 
     if not dist.is_chief:  # other workers of a multi-node job: identical files, out of the chief's way
         cfg = dataclasses.replace(cfg, output_dir=cfg.output_dir / ".workers" / str(dist.worker_index))
     with dist.scope():
-        return _train(cfg, resume, time_limit_s, start, dist, overwrite)
+        summary = _train(cfg, resume, time_limit_s, start, dist, overwrite)
+    from training.curves import write_training_curves
+
+    write_training_curves(cfg.output_dir)  # training_curves.png/.pdf from training.log, also after --resume
+    return summary
 
 
 def load_distributed_data(cfg: TrainingConfig, dist: Any) -> Any:

@@ -6,9 +6,10 @@ Imports flow one way, module by module:
 - :mod:`~training.evaluation.network`: load a network folder, ``predict`` in physical units;
 - :mod:`~training.evaluation.mapdata`: read a data file, its taper and w2;
 - :mod:`~training.evaluation.crosscorr`: binned spectra and r_L of a reconstruction against the truth;
-- :mod:`~training.evaluation.comparison`: the network and the QE maps against the truth, per field;
+- :mod:`~training.evaluation.theory`: input spectra and analytic QE noise in the evaluation's bins;
+- :mod:`~training.evaluation.comparison`: the network and the QE maps against the truth, per field (with theory);
 - :mod:`~training.evaluation.bias`: the lensing-bias test;
-- :mod:`~training.evaluation.report` (tables, ``metrics.json``) and :mod:`~training.evaluation.figures`;
+- :mod:`~training.evaluation.report` (tables, ``metrics.json``) and the package :mod:`~training.evaluation.figures`;
 - :mod:`~training.evaluation.run`: the whole evaluation, as ``training/evaluate.py`` runs it.
 
 The names below are the notebook's API (``trained_networks/example_evaluate_results.ipynb``)::

@@ -15,7 +15,8 @@ import numpy as np
 
 from training.evaluation.crosscorr import ReconstructionStats, reconstruction_stats
 from training.evaluation.errors import EvaluationError
-from training.evaluation.mapdata import MapData
+from training.evaluation.mapdata import MapData, data_settings
+from training.evaluation.theory import FieldTheory, field_theories
 
 #: QE maps compared with the network, per truth array: the raw QE and its Wiener-filtered version.
 QE_MAPS: dict[str, tuple[str, ...]] = {
@@ -56,6 +57,8 @@ class FieldResult:
         Map sets used (null map sets, whose truth is identically zero, are left out).
     nnull : int
         Null map sets left out.
+    theory : FieldTheory, optional
+        Input spectrum and analytic QE noise in the same bins (:mod:`training.evaluation.theory`).
     """
 
     output: str
@@ -66,6 +69,7 @@ class FieldResult:
     qe: dict[str, ReconstructionStats]
     nmaps: int
     nnull: int
+    theory: FieldTheory | None = None
 
 
 #: Highest bin edge accepted (the CAMB spectra of the pipeline stop at L = 10000) and most bins.
@@ -108,6 +112,7 @@ def compare_fields(
     outputs: Mapping[str, str],
     data: MapData,
     edges: np.ndarray | None = None,
+    theory: bool = True,
 ) -> tuple[dict[str, FieldResult], list[str]]:
     """Binned statistics of every predicted field and of the QE maps against the truth.
 
@@ -125,6 +130,8 @@ def compare_fields(
         The data, with the truth and QE arrays that exist.
     edges : ndarray, optional
         Multipole bin edges (default ΔL = 100 from 20 to 3500).
+    theory : bool
+        Also compute each field's theory curves (input spectrum, analytic QE noise) for the data's settings.
 
     Returns
     -------
@@ -161,4 +168,17 @@ def compare_fields(
         results[name] = FieldResult(
             name, truth_name, label, units, stats(predictions[name]), qe, int(keep.sum()), int((~keep).sum())
         )
+    if theory and results:
+        from datapipe.errors import PipelineError
+
+        try:
+            settings = data_settings(data.metadata, data.npix).replace(npix=data.npix, pixel_arcmin=data.pixel_arcmin)
+        except PipelineError as exc:
+            skipped.append(f"no theory curves: the data's settings are unusable ({exc})")
+            return results, skipped
+        fields = {name: (r.truth, list(r.qe), np.isin(edges[:-1], r.network.bin_lo)) for name, r in results.items()}
+        for name, field_theory in field_theories(fields, settings, data.taper, edges).items():
+            results[name].theory = field_theory
+        if not data.metadata.get("settings"):
+            skipped.append(f"{data.path.name} has no metadata: the theory curves (N0) assume the paper's settings")
     return results, skipped

@@ -68,7 +68,8 @@ def _stats_dict(stats: ReconstructionStats) -> dict[str, Any]:
 
 
 def metrics_dict(results: Mapping[str, FieldResult]) -> dict[str, Any]:
-    """``metrics.json``'s ``fields`` entry: per field, the network's and each QE map's per-bin statistics."""
+    """``metrics.json``'s ``fields`` entry: per field, the network's and each QE map's per-bin statistics, and the
+    theory in the same bins (input spectrum, analytic QE noise and the r_L it implies)."""
     return {
         name: {
             "label": res.label,
@@ -78,6 +79,7 @@ def metrics_dict(results: Mapping[str, FieldResult]) -> dict[str, Any]:
             "null_maps_left_out": res.nnull,
             "network": _stats_dict(res.network),
             "qe": {k: _stats_dict(v) for k, v in res.qe.items()},
+            "theory": None if res.theory is None else res.theory.to_dict(),
         }
         for name, res in results.items()
     }

@@ -45,6 +45,13 @@ def check_options(**values: int | None) -> None:
             raise EvaluationError(f"{option} must be an integer from {low} to {high} (got {value!r})")
 
 
+def _save(fig: Any, path: Path) -> list[str]:
+    """Write a figure (PNG and PDF) and return the names of the files written."""
+    from training.evaluation import figures
+
+    return [p.name for p in figures.save(fig, path)]
+
+
 def pick_map_index(results: Mapping[str, FieldResult], data: MapData) -> int:
     """The first map set whose truth maps are all non-zero (not a null map set), else 0."""
     masks = [~null_maps(data.arrays[r.truth]) for r in results.values()]
@@ -73,6 +80,8 @@ def run_evaluation(
     log: Any = print,
 ) -> dict[str, Any]:
     """Evaluate a network folder on a data file and write ``metrics.json``, ``table.txt`` and the figures.
+
+    Each figure is written as a PNG and a vector PDF of the same stem (:data:`FIGURES` names the PNGs).
 
     Parameters
     ----------
@@ -188,14 +197,13 @@ def run_evaluation(
             for qe_name in reversed(QE_MAPS.get(r.truth, ())):
                 if qe_name in r.qe and r.label not in qe_maps:
                     qe_maps[r.label] = (qe_name, data.arrays[qe_name][index])
-        fig = figures.plot_map_comparison(truths, preds, qe_maps, data.pixel_arcmin, index)
-        figures.save(fig, output / FIGURES["maps"])
-        written.append(FIGURES["maps"])
+        units = {r.label: r.units for r in results.values()}
+        fig = figures.plot_map_comparison(truths, preds, qe_maps, data.pixel_arcmin, index, units)
+        written += _save(fig, output / FIGURES["maps"])
         if map_figure is not None:
             figures.save(fig, Path(map_figure))
-        figures.save(figures.plot_r_ell(results), output / FIGURES["r_ell"])
-        figures.save(figures.plot_spectra(results), output / FIGURES["spectra"])
-        written += [FIGURES["r_ell"], FIGURES["spectra"]]
+        written += _save(figures.plot_r_ell(results), output / FIGURES["r_ell"])
+        written += _save(figures.plot_spectra(results), output / FIGURES["spectra"])
         metrics["map_index"] = index
     else:
         table = ""
@@ -219,8 +227,7 @@ def run_evaluation(
         bias_table = format_bias_table(result)
         log(bias_table)
         table = f"{table}\n\n{bias_table}" if table else bias_table
-        figures.save(figures.plot_bias_test(result), output / FIGURES["bias"])
-        written.append(FIGURES["bias"])
+        written += _save(figures.plot_bias_test(result), output / FIGURES["bias"])
         metrics["bias_test"] = result.to_dict()
 
     if save_predictions:
