@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from datapipe.rotation import alpha_spectrum
+
 #: Truth array → its input spectrum :math:`C_L` at L = 0, 1, …, from the theory spectra and the data's settings.
 SIGNAL_SPECTRA: dict[str, Callable[[Any, Any], np.ndarray]] = {
     "tru_tau": lambda spectra, settings: spectra.tau,
     "tru_kappa": lambda spectra, settings: spectra.kk,
     "tru_phi": lambda spectra, settings: spectra.pp,
     "e_unl": lambda spectra, settings: spectra.ee,
+    "tru_alpha": lambda spectra, settings: alpha_spectrum(np.arange(len(spectra.kk)), settings.alpha_amplitude_deg),
 }
 #: QE map → attribute of :class:`datapipe.estimators.QuadraticEstimators` holding its full-plane N⁽⁰⁾ (an estimator
 #: without it is skipped). A Wiener filter rescales each L, so ``wf_rec_*`` has the N⁽⁰⁾ (and the r_L) of ``rec_*``.
