@@ -314,7 +314,8 @@ def test_script_runs_from_the_training_folder(setup):
     # Exactly one line: the check ran before Keras (and TensorFlow's start-up messages) loaded.
     assert proc.stderr == f"error: data file '{missing}' does not exist (set data_path in the config)\n"
     helped = subprocess.run(
-        [sys.executable, "training/main.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, env=env
+        [sys.executable, "training/main.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, env=env,
+        timeout=120,
     )
     assert helped.returncode == 0 and "--resume" in helped.stdout and "--output-dir" in helped.stdout
 
