@@ -109,6 +109,14 @@ BAD_INPUTS = [
     (["--workers", "0"], "--workers must be a positive"),
     (["--taper-deg", "1.5"], "wider than half"),
     (["--noise-uk-arcmin", "-1"], "noise level must be >= 0"),
+    (["--chunk-size", "0"], "--chunk-size must be a positive"),
+    (["--chunk-size", "-4"], "--chunk-size must be a positive"),
+    (["--beam-arcmin", "-1.5"], "beam FWHM must be >= 0"),
+    (["--seed", "-1"], "seed must be a non-negative integer"),
+    (["--taper-deg", "-0.5"], "taper width must be >= 0"),
+    (["--maps", ""], "no maps requested"),
+    (["--maps", " , "], "no maps requested"),
+    (["--maps", "q_len,u_len,q_len"], "map names repeated"),
 ]
 
 

@@ -349,12 +349,22 @@ def test_data_missing_arrays(network, data, tmp_path, capsys, keep, rc, expected
         (["--map-index", "99"], "--map-index 99 is outside"),
         (["--bias-data", "x.npz"], "--bias-data needs --bias-test"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--pixel-arcmin", "0"], "pixel size must be positive"),
+        (["--pixel-arcmin", "-2.3"], "pixel size must be positive"),
+        (["--bias-test", "--bias-nsims", "1"], "--bias-nsims must be at least 2"),
+        (["--bias-test", "--bias-nsims", "0"], "--bias-nsims must be at least 2"),
+        (["--bias-test", "--bias-nsims", "-8"], "--bias-nsims must be at least 2"),
+        (["--lmin", "3000", "--lmax", "100"], "multipole bins need 0 <= lmin < lmax"),
+        (["--lmin", "-20"], "multipole bins need 0 <= lmin < lmax"),
+        (["--lmin", "500", "--lmax", "500"], "multipole bins need 0 <= lmin < lmax"),
+        (["--lmin", "100", "--lmax", "150"], "0 < delta_l <= lmax - lmin"),
     ],
 )
 def test_bad_options(network, data, tmp_path, capsys, extra, expected):
     argv = ["--model-dir", str(network), "--data", str(data), "--output", str(tmp_path / "o"), *extra]
     assert evaluate_cli.main(argv) == 2
     assert expected in _error(capsys)
+    assert not (tmp_path / "o").exists()  # nothing written, not even part of the figures
 
 
 def test_missing_data_file(network, tmp_path, capsys):

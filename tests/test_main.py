@@ -297,6 +297,13 @@ def test_bad_command_line_overrides(setup, capsys):
     expect_error(capsys, [setup / "c.json", "--resume"], "nothing to resume")
 
 
+@pytest.mark.parametrize("minutes", ["0", "-5", "nan"])
+def test_time_limit_must_be_positive(setup, capsys, minutes):
+    cfg = write_config(setup / "c.json", "maps.npz", output_dir="limited")
+    expect_error(capsys, [cfg, "--time-limit", minutes], "--time-limit must be a positive number of minutes")
+    assert not (setup / "limited").exists()
+
+
 def test_script_runs_from_the_training_folder(setup):
     """`python main.py ../config.json` inside training/ works; bad data fails before any backend loads."""
     cfg = write_config(setup / "c.json", "nothere.npz")

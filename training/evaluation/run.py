@@ -100,6 +100,8 @@ def run_evaluation(
     output = Path(output)
     if batch_size < 1:
         raise EvaluationError(f"--batch-size must be at least 1 (got {batch_size})")
+    if bias_test and bias_nsims < 2:  # checked before anything is written (the bias test runs last)
+        raise EvaluationError(f"--bias-nsims must be at least 2 (got {bias_nsims})")
     edges = make_edges() if edges is None else np.asarray(edges, dtype=float)
     shapes = inspect_data(data_path)
     if bias_data is not None:
