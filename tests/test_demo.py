@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from training_helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -89,17 +90,6 @@ def test_figure_script_rejects_a_missing_folder(figure_script, tmp_path, capsys)
     assert not (tmp_path / "missing").exists()
 
 
-def tiny_demo_model(params):
-    """A few-hundred-parameter stand-in with ResUNet-CMB's inputs and outputs (training the real one takes minutes)."""
-    import keras
-
-    size = params.imagesize
-    q, u = (keras.Input((size, size, 1), name=name) for name in ("qlen", "ulen"))
-    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(keras.layers.Concatenate()([q, u]))
-    outputs = [keras.layers.Conv2D(1, 1, name=name)(hidden) for name in ("kappa", "unle", "tau")]
-    return keras.Model([q, u], outputs)
-
-
 def test_make_demo_runs_end_to_end_at_the_smallest_size(demo, tmp_path, monkeypatch, capsys):
     """`make demo` (scripts/demo.py main) at the smallest size: 32×32 maps, a handful of map sets, one worker, a
     stand-in network with ResUNet-CMB's inputs and outputs trained for one epoch through training/main.py, its
@@ -111,7 +101,7 @@ def test_make_demo_runs_end_to_end_at_the_smallest_size(demo, tmp_path, monkeypa
     folder = tmp_path / "results" / "demo"
     absent = ROOT / "trained_networks" / "no_such_network"  # no shipped network: the demo trains its stand-in
     assert not absent.exists()
-    monkeypatch.setitem(resunet.MODELS, "tiny_demo_model", tiny_demo_model)
+    monkeypatch.setitem(resunet.MODELS, "tiny_model", tiny_model)
     monkeypatch.setattr(demo, "DEMO_DIR", folder)
     monkeypatch.setattr(demo, "SHIPPED_NETWORK", absent)
     monkeypatch.setattr(demo, "NSIMS", 3)
@@ -121,7 +111,7 @@ def test_make_demo_runs_end_to_end_at_the_smallest_size(demo, tmp_path, monkeypa
     monkeypatch.setattr(demo, "TINY_SETTINGS", SMALL)
     monkeypatch.setattr(demo, "TINY_NSIMS", 40)  # 32 / 4 / 4 map sets: one batch of 4 in the smaller splits
     monkeypatch.setattr(demo, "TINY_CONFIG", {**demo.TINY_CONFIG, "epochs": 1, "batch_size": 4,
-                                              "model": "tiny_demo_model"})
+                                              "model": "tiny_model"})
     monkeypatch.setattr(demo, "TEST_NSIMS", 6)
     monkeypatch.setattr(demo, "BIAS_NSIMS", 4)
     monkeypatch.chdir(tmp_path)
