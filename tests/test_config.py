@@ -157,4 +157,4 @@ def test_replace_validates_and_to_dict_round_trips(tmp_path):
 
 def test_config_module_does_not_import_keras():
     code = "import sys, training.config; sys.exit('keras' in sys.modules or 'tensorflow' in sys.modules)"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=120)

@@ -173,6 +173,13 @@ BAD_INPUTS = [
     (["--alpha-amplitude-deg", "-0.12"], "rotation amplitude must be a number in [0, 45] degrees"),
     (["--null-fields", "tau,alhpa"], "unknown null field 'alhpa' (did you mean alpha?)"),
     (["--null-fields", "alpha"], "switches off a rotation that is already off"),
+    (["--chunk-size", "-4"], "--chunk-size must be an integer in [1, 4096]"),
+    (["--beam-arcmin", "-1.5"], "beam FWHM must be a number"),
+    (["--seed", "-1"], "seed must be an integer in [0, "),
+    (["--taper-deg", "-0.5"], "taper width must be a number in [0, 30] degrees"),
+    (["--maps", ""], "no maps requested"),
+    (["--maps", " , "], "no maps requested"),
+    (["--maps", "q_len,u_len,q_len"], "map names repeated"),
 ]
 
 

@@ -1,19 +1,22 @@
 """`make demo` writes only under results/, and `make images` redraws the demo's example figure.
 
-The demo itself (300 map sets, training, evaluation) is too slow for the suite; these tests run its first step and
-the figure script on 32×32 maps.
+The demo at its own size (300 map sets, training, evaluation) is too slow for the suite; these tests run it on 32×32
+maps with a handful of map sets, and the figure script at that size.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import io
+import json
 import sys
 from pathlib import Path
 
 import pytest
+from training_helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -85,3 +88,42 @@ def test_figure_script_rejects_a_missing_folder(figure_script, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error:" in err[0] and "does not exist" in err[0]
     assert not (tmp_path / "missing").exists()
+
+
+def test_make_demo_runs_end_to_end_at_the_smallest_size(demo, tmp_path, monkeypatch, capsys):
+    """`make demo` (scripts/demo.py main) at the smallest size: 32×32 maps, a handful of map sets, one worker, a
+    stand-in network with ResUNet-CMB's inputs and outputs trained for one epoch through training/main.py, its
+    evaluation with the bias test. Every output lands in the demo folder and the tracked figure is untouched."""
+    from datapipe.runner import run_simulation
+    from training import resunet
+
+    before = digest(TRACKED_FIGURE) if TRACKED_FIGURE.exists() else None
+    folder = tmp_path / "results" / "demo"
+    absent = ROOT / "trained_networks" / "no_such_network"  # no shipped network: the demo trains its stand-in
+    assert not absent.exists()
+    monkeypatch.setitem(resunet.MODELS, "tiny_model", tiny_model)
+    monkeypatch.setattr(demo, "DEMO_DIR", folder)
+    monkeypatch.setattr(demo, "SHIPPED_NETWORK", absent)
+    monkeypatch.setattr(demo, "NSIMS", 3)
+    monkeypatch.setattr(demo, "example_step", functools.partial(demo.example_step, workers=1, progress=False, **SMALL))
+    # One worker process instead of two (the output does not depend on it: tests/test_datapipeline.py).
+    monkeypatch.setattr(demo, "run_simulation", lambda *args, **kw: run_simulation(*args, **{**kw, "workers": 1}))
+    monkeypatch.setattr(demo, "TINY_SETTINGS", SMALL)
+    monkeypatch.setattr(demo, "TINY_NSIMS", 40)  # 32 / 4 / 4 map sets: one batch of 4 in the smaller splits
+    monkeypatch.setattr(demo, "TINY_CONFIG", {**demo.TINY_CONFIG, "epochs": 1, "batch_size": 4,
+                                              "model": "tiny_model"})
+    monkeypatch.setattr(demo, "TEST_NSIMS", 6)
+    monkeypatch.setattr(demo, "BIAS_NSIMS", 4)
+    monkeypatch.chdir(tmp_path)
+    assert demo.main() == 0
+    out = capsys.readouterr().out
+    assert f"every output is in {folder}" in out and "training a tiny ResUNet-CMB" in out
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["nmaps"] == 6 and metrics["bias_test"]["nmaps"] == 4
+    assert set(metrics["fields"]) == {"tau", "kappa", "unle"}
+    for name in ("example_map_set.png", "map_comparison.png", "r_ell.png", "bias_test.png", "table.txt",
+                 "tiny/network/model.weights.h5", "tiny/train_output.txt", "test_set/map_sets32.npz"):
+        assert (folder / name).is_file(), name
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert all(path.is_relative_to(folder) for path in written), [p for p in written if not p.is_relative_to(folder)]
+    assert before == (digest(TRACKED_FIGURE) if TRACKED_FIGURE.exists() else None)

@@ -359,6 +359,15 @@ def test_data_missing_arrays(network, data, tmp_path, capsys, keep, rc, expected
         (["--map-index", "-1"], "--map-index must be an integer from 0 to"),
         (["--bias-test", "--bias-nsims", "10000000"], "--bias-nsims must be an integer from 2 to 100000"),
         (["--bias-test", "--bias-seed", "-4"], "--bias-seed must be an integer from 0 to"),
+        (["--pixel-arcmin", "0"], "pixel size must be a number in (0, 60] arcmin"),
+        (["--pixel-arcmin", "-2.3"], "pixel size must be a number in (0, 60] arcmin"),
+        (["--bias-test", "--bias-nsims", "1"], "--bias-nsims must be an integer from 2 to 100000"),
+        (["--bias-test", "--bias-nsims", "0"], "--bias-nsims must be an integer from 2 to 100000"),
+        (["--bias-test", "--bias-nsims", "-8"], "--bias-nsims must be an integer from 2 to 100000"),
+        (["--lmin", "3000", "--lmax", "100"], "0 <= lmin < lmax"),
+        (["--lmin", "-20"], "0 <= lmin < lmax"),
+        (["--lmin", "500", "--lmax", "500"], "0 <= lmin < lmax"),
+        (["--lmin", "100", "--lmax", "150"], "0 < delta_l <= lmax - lmin"),
     ],
 )
 def test_bad_options(network, data, tmp_path, capsys, monkeypatch, extra, expected):

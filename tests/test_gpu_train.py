@@ -37,7 +37,7 @@ def test_dry_run_trains_evaluates_packs_and_unpacks(tmp_path):
 
     dest = tmp_path / "networks"
     unpack = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_unpack.py"), str(out), "--dest", str(dest)],
-                            capture_output=True, text=True, cwd=ROOT)
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert unpack.returncode == 0, unpack.stderr
     weights = dest / "noiseless_netw" / "model.weights.h5"
     assert weights.read_bytes() == (work / "noiseless_netw" / "model.weights.h5").read_bytes()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from lensing_helpers import fourier_series_at
 from pixell import enmap, lensing
 
 from datapipe.fields import GaussianFieldGenerator
@@ -9,21 +10,6 @@ from datapipe.fourier import FlatSkyGrid
 from datapipe.lens import FourierLenser, deflection_from_kappa
 from datapipe.polarization import qu_from_eb_half
 from datapipe.powspec import binned_power, linear_bins
-
-
-def fourier_series_at(maps: np.ndarray, pix: np.ndarray) -> np.ndarray:
-    """Exact (float64) evaluation of the periodic Fourier series of ``maps`` at pixel positions ``pix``.
-
-    A direct sum over all modes, separable in y and x: the high-accuracy reference remap.
-    """
-    n = maps.shape[-1]
-    coeffs = np.fft.fft2(maps) / n**2
-    k = np.fft.fftfreq(n, 1.0 / n)
-    py, px = pix[0].ravel(), pix[1].ravel()
-    ex = np.exp(2j * np.pi * np.outer(k, px) / n)  # (nk, npoints)
-    ey = np.exp(2j * np.pi * np.outer(k, py) / n)
-    out = np.einsum("cyx,xp,yp->cp", coeffs, ex, ey, optimize=True)
-    return out.real.reshape(maps.shape)
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from training_helpers import synthetic_maps, write_config, write_map_file
+from training_helpers import synthetic_maps, tiny_model, write_config, write_map_file
 
 from training import build as tbuild
 from training import checkpoint as tcheckpoint
 from training import main as tmain
+from training import resunet
 from training.checkpoint import save_checkpoint
 from training.data.standardization import Standardization
 from training.resunet import load_model
@@ -188,6 +189,28 @@ def test_resume_reproduces_an_uninterrupted_run(run, tmp_path):
     assert summary["test_r2"] == pytest.approx(reference_summary["test_r2"], rel=1e-3)
 
 
+def test_data_workers_do_not_change_the_training(tmp_path, monkeypatch):
+    """data_workers = 2 (threads, or processes with data_multiprocessing) trains exactly like one worker: the same
+    batches in the same order over two epochs (each reshuffled), hence the same losses, bit for bit, and the same
+    predictions. A small stand-in model for speed: the batches do not depend on the model."""
+    monkeypatch.setitem(resunet.MODELS, "tiny_model", tiny_model)
+    write_map_file(tmp_path / "maps.npz", nsims=40, npix=16, seed=0)
+    results = {}
+    for name, workers, processes in (("one", 1, False), ("threads", 2, False), ("processes", 2, True)):
+        cfg = write_config(tmp_path / f"{name}.json", "maps.npz", output_dir=name, epochs=2, model="tiny_model",
+                           data_workers=workers, data_multiprocessing=processes)
+        assert tmain.main([str(cfg)]) == 0
+        with np.load(tmp_path / name / "predictions.npz") as f:
+            results[name] = ((tmp_path / name / "training.log").read_text(), {k: f[k] for k in f.files})
+    log1, pred1 = results["one"]
+    for name in ("threads", "processes"):
+        log2, pred2 = results[name]
+        assert log2 == log1, name
+        assert sorted(pred2) == sorted(pred1)
+        for output in pred1:
+            np.testing.assert_array_equal(pred2[output], pred1[output], err_msg=f"{name}: {output}")
+
+
 def test_model_diagram_only_with_pydot_and_graphviz(tmp_path, monkeypatch, capsys):
     drawn = []
 
@@ -303,6 +326,13 @@ def test_bad_command_line_overrides(setup, capsys):
     expect_error(capsys, [setup / "c.json", "--resume"], "nothing to resume")
 
 
+@pytest.mark.parametrize("minutes", ["0", "-5", "nan"])
+def test_time_limit_must_be_positive(setup, capsys, minutes):
+    cfg = write_config(setup / "c.json", "maps.npz", output_dir="limited")
+    expect_error(capsys, [cfg, "--time-limit", minutes], "--time-limit must be a positive number of minutes")
+    assert not (setup / "limited").exists()
+
+
 def test_script_runs_from_the_training_folder(setup):
     """`python main.py ../config.json` inside training/ works; bad data fails before any backend loads."""
     cfg = write_config(setup / "c.json", "nothere.npz")
@@ -320,7 +350,8 @@ def test_script_runs_from_the_training_folder(setup):
     # Exactly one line: the check ran before Keras (and TensorFlow's start-up messages) loaded.
     assert proc.stderr == f"error: data file '{missing}' does not exist (set data_path in the config)\n"
     helped = subprocess.run(
-        [sys.executable, "training/main.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, env=env
+        [sys.executable, "training/main.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, env=env,
+        timeout=120,
     )
     assert helped.returncode == 0 and "--resume" in helped.stdout and "--output-dir" in helped.stdout
 

@@ -38,7 +38,7 @@ needs_mpirun = pytest.mark.skipif(
 def mpirun(nranks: int, args: list[str], cwd: Path, script: Path = SCRIPT) -> subprocess.CompletedProcess:
     """Run ``script args`` on ``nranks`` MPI ranks and return the finished process."""
     assert LAUNCHER is not None
-    version = subprocess.run([LAUNCHER, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([LAUNCHER, "--version"], capture_output=True, text=True, timeout=60).stdout
     extra = ["--oversubscribe"] if "Open MPI" in version else []  # the CI machine may report a single slot
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1"}

@@ -1,8 +1,14 @@
-"""The simulation chain: identities, null map sets, determinism, outputs."""
+"""The simulation chain: identities, orientation, the order of modulation and lensing, determinism, outputs."""
+
+import dataclasses
 
 import numpy as np
 import pytest
+from lensing_helpers import fourier_series_at
+from pixell import enmap, utils
 
+from datapipe.fields import GaussianFieldGenerator
+from datapipe.fourier import FlatSkyGrid
 from datapipe.settings import ALL_MAPS, SimulationSettings
 from datapipe.simulate import MapSetSimulator
 
@@ -10,7 +16,7 @@ SMALL = dict(npix=32, pixel_arcmin=2.34375, taper_deg=0.3)
 FLAT = dict(npix=32, pixel_arcmin=2.34375, taper_deg=0.0)
 
 
-def test_all_arrays_have_the_right_shape_dtype_and_orientation():
+def test_all_arrays_have_the_right_shape_dtype_and_taper():
     s = SimulationSettings(**SMALL, maps=ALL_MAPS, seed=1)
     sim = MapSetSimulator(s)
     out = sim.simulate([0, 1, 2])
@@ -18,12 +24,9 @@ def test_all_arrays_have_the_right_shape_dtype_and_orientation():
     for name, arr in out.items():
         assert arr.shape == (3, 32, 32) and arr.dtype == np.float32, name
         assert np.all(np.isfinite(arr)), name
-    # Every saved map carries the taper, stored flipped up-down (row 0 = top of the sky image).
-    taper = sim.taper[::-1]
+    # Every saved map carries the taper (symmetric, so this says nothing about the orientation: see below).
     for name in ("t_len", "q_len", "u_len", "t_unl", "q_unl", "u_unl", "tru_kappa", "tru_tau", "tru_phi"):
-        assert np.all(out[name][:, taper == 0] == 0), name
-    flipped = MapSetSimulator(s.replace(taper_deg=0)).simulate([0])
-    assert flipped["tru_kappa"].shape == (1, 32, 32)
+        assert np.all(out[name][:, sim.taper == 0] == 0), name
 
 
 def test_modulation_and_lensing_are_identities_for_null_map_sets():
@@ -36,11 +39,89 @@ def test_modulation_and_lensing_are_identities_for_null_map_sets():
     np.testing.assert_allclose(out["e_len"], out["e_unl"], atol=1e-4 * np.abs(out["e_unl"]).max())
 
 
-def test_modulation_alone_multiplies_by_exp_minus_tau():
-    s = SimulationSettings(**FLAT, null_fraction=0.0, lensing=False, maps=("q_len", "q_unl", "tru_tau"))
+def test_modulation_alone_multiplies_t_q_and_u_by_exp_minus_tau():
+    """Without lensing, beam, noise and taper, each observed map is its primordial map times e^{-τ}.
+
+    The maps are float32 (relative rounding 6e-8) and the chain goes through a few float32 FFTs: 1e-5 of the map's
+    largest value is a wide margin for that, and 50 times below the modulation itself (τ rms ≈ 0.005).
+    """
+    s = SimulationSettings(**FLAT, null_fraction=0.0, lensing=False, seed=2,
+                           maps=("t_len", "q_len", "u_len", "t_unl", "q_unl", "u_unl", "tru_tau"))
     out = MapSetSimulator(s).simulate(range(3))
-    np.testing.assert_allclose(out["q_len"], out["q_unl"] * np.exp(-out["tru_tau"]), atol=1e-4, rtol=1e-4)
-    assert np.abs(out["q_len"] - out["q_unl"]).max() > 0
+    screen = np.exp(-out["tru_tau"].astype(np.float64))
+    for x in "tqu":
+        unlensed = out[f"{x}_unl"].astype(np.float64)
+        tolerance = 1e-5 * np.abs(unlensed).max()
+        np.testing.assert_allclose(out[f"{x}_len"], unlensed * screen, rtol=0, atol=tolerance, err_msg=x)
+        assert np.abs(out[f"{x}_len"] - unlensed).max() > 50 * tolerance, x  # the modulation is there
+
+
+def test_observed_maps_are_the_modulated_maps_lensed(spectra):
+    """observed = lens(primordial × e^{-τ}), not e^{-τ} × lens(primordial): the order of the two operations.
+
+    The reference remap is the exact Fourier series of the maps (tests/lensing_helpers.py) at the positions
+    x + ∇φ, with ∇φ from pixell's gradient of the saved φ map; the pipeline's remap is accurate to 1e-5
+    (``datapipe.lens.DEFAULT_EPSILON``), so it must agree with the right order to 1e-4 of the map's rms. A τ spectrum
+    100 times the paper's (τ rms ≈ 0.05) makes the other order differ by > 1e-3 of the rms (measured: 3e-3 to
+    1e-2), at least 10 times the tolerance. This also pins the direction of the deflection (+∇φ, as pixell).
+    """
+    strong = dataclasses.replace(spectra, tau=100 * spectra.tau)
+    s = SimulationSettings(**FLAT, null_fraction=0.0, seed=12,
+                           maps=("t_len", "q_len", "u_len", "t_unl", "q_unl", "u_unl", "tru_tau", "tru_phi"))
+    sim = MapSetSimulator(s, strong)
+    out = {name: arr[:, ::-1].astype(np.float64) for name, arr in sim.simulate(range(2)).items()}  # sky order
+    pixel_rad = s.pixel_arcmin * utils.arcmin
+    for i in range(2):
+        deflection = np.asarray(enmap.grad(enmap.enmap(out["tru_phi"][i], sim.grid.wcs)))  # radians, (dec, RA)
+        positions = np.mgrid[0 : s.npix, 0 : s.npix] + deflection / pixel_rad  # RA and dec grow with the pixel index
+        screen = np.exp(-out["tru_tau"][i])
+        for x in "tqu":
+            primordial = out[f"{x}_unl"][i]
+            lensed_modulated = fourier_series_at(primordial * screen, positions, drop_nyquist=True)
+            modulated_lensed = screen * fourier_series_at(primordial, positions, drop_nyquist=True)
+            observed = out[f"{x}_len"][i]
+            rms = np.sqrt(np.mean(observed**2))
+            assert np.sqrt(np.mean((observed - lensed_modulated) ** 2)) < 1e-4 * rms, (i, x)
+            assert np.sqrt(np.mean((observed - modulated_lensed) ** 2)) > 1e-3 * rms, (i, x)
+
+
+class _KnownFields(GaussianFieldGenerator):
+    """The pipeline's field generator with τ and κ replaced by given maps (the same in every map set)."""
+
+    def __init__(self, grid: FlatSkyGrid, spectra, tau: np.ndarray, kappa: np.ndarray):
+        super().__init__(grid, spectra)
+        self._tau_k = grid.rfft(tau.astype(np.float32))
+        self._kappa_k = grid.rfft(kappa.astype(np.float32))
+
+    def fields(self, white):
+        fk = super().fields(white)
+        fk.tau = np.broadcast_to(self._tau_k, fk.tau.shape).copy()
+        fk.kappa = np.broadcast_to(self._kappa_k, fk.kappa.shape).copy()
+        return fk
+
+
+def test_saved_maps_have_north_up_and_east_as_in_pixell(spectra):
+    """Row 0 of a saved map is the northmost row of pixels (the original data's up-down flip); columns keep pixell's
+    order. Checked with fields of known shape on the sky: τ = a sin(2π dec / H), rising to the north through the
+    centre, and κ = b sin(2π RA / W), rising with RA (H, W: the patch's height and width, so both are single Fourier
+    modes that go through the pipeline's FFTs exactly, up to float32 rounding)."""
+    s = SimulationSettings(**FLAT, null_fraction=0.0, seed=1, maps=("tru_tau", "tru_kappa"))
+    sim = MapSetSimulator(s, spectra)
+    dec, ra = enmap.posmap(*sim.grid.geometry)  # radians, in pixell's (internal) pixel order
+    side = s.npix * s.pixel_arcmin * utils.arcmin
+    tau, kappa = 0.01 * np.sin(2 * np.pi * dec / side), 0.02 * np.sin(2 * np.pi * ra / side)
+    sim.generator = _KnownFields(sim.grid, spectra, tau, kappa)
+    out = sim.simulate([0, 1])
+    north_first = np.argsort(-dec[:, 0])  # rows from the northmost to the southmost
+    for name, truth in (("tru_tau", tau), ("tru_kappa", kappa)):
+        for saved in out[name]:
+            np.testing.assert_allclose(saved, truth[north_first], rtol=0, atol=1e-6 * np.abs(truth).max(),
+                                       err_msg=name)
+    # The sign of a known gradient: τ grows northwards through the centre, so it falls down the saved rows there;
+    # κ grows with RA, i.e. with the column (pixell's CAR geometry here has RA increasing with the pixel index).
+    centre = s.npix // 2
+    assert np.all(np.diff(out["tru_tau"][0, centre - 3 : centre + 3, 0]) < 0)
+    assert ra[0, 1] > ra[0, 0] and np.all(np.diff(out["tru_kappa"][0, 0, centre - 3 : centre + 3]) > 0)
 
 
 def test_switches_turn_fields_off():
@@ -82,9 +163,11 @@ def test_noise_level_in_the_observed_maps():
     s = SimulationSettings(**FLAT, null_fraction=1.0, noise_uk_arcmin=5.0,
                            maps=("t_len", "t_unl", "q_len", "q_unl"))
     out = MapSetSimulator(s).simulate(range(50))
-    sigma_t = 5.0 / 2.34375
-    assert np.std(out["t_len"] - out["t_unl"]) == pytest.approx(sigma_t, rel=0.02)
-    assert np.std(out["q_len"] - out["q_unl"]) == pytest.approx(np.sqrt(2) * sigma_t, rel=0.02)
+    sigma_t = 5.0 / 2.34375  # μK per pixel: μK-arcmin over the pixel side in arcmin
+    # The standard deviation of n Gaussian samples scatters by 1/sqrt(2n) relative: a 4σ bound (n = 51200: 1.25%).
+    rel = 4 / np.sqrt(2 * out["t_len"].size)
+    assert np.std(out["t_len"] - out["t_unl"]) == pytest.approx(sigma_t, rel=rel)
+    assert np.std(out["q_len"] - out["q_unl"]) == pytest.approx(np.sqrt(2) * sigma_t, rel=rel)
 
 
 def test_beam_smooths_the_observed_maps():

@@ -216,7 +216,8 @@ def test_data_checks_run_without_keras(map_file):
         "try:\n    check_data(cfg)\nexcept TrainingError as exc:\n    print(exc)\n"
         "print('keras' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
     assert out.splitlines() == [
         "array 'q_len' holds 16x16 maps but imagesize is 32; set imagesize to the map size or regenerate the maps",
         "False",

@@ -54,3 +54,19 @@ def write_config(path: Path, data_path: str | Path, output_dir: str | Path = "ou
     cfg = {"data_path": str(data_path), "output_dir": str(output_dir), "epochs": 2, "seed": 7, **TINY, **keys}
     path.write_text(json.dumps(cfg, indent=1))
     return path
+
+
+def tiny_model(params: Any):
+    """A few-hundred-parameter stand-in with ResUNet-CMB's inputs (qlen, ulen) and outputs (kappa, unle, tau), for
+    tests of the machinery around the network (training the real one takes minutes on a 2-core CPU).
+
+    Register it for a test with ``monkeypatch.setitem(training.resunet.MODELS, "tiny_model", tiny_model)`` and set the
+    config's ``model`` key to ``"tiny_model"``.
+    """
+    import keras
+
+    size = params.imagesize
+    q, u = (keras.Input((size, size, 1), name=name) for name in ("qlen", "ulen"))
+    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(keras.layers.Concatenate()([q, u]))
+    outputs = [keras.layers.Conv2D(1, 1, name=name)(hidden) for name in ("kappa", "unle", "tau")]
+    return keras.Model([q, u], outputs)
