@@ -89,14 +89,18 @@ class NpzWriter(MapSetWriter):
 
     def __init__(self, path: Path, names: list[str], nsims: int, npix: int, metadata: dict | None):
         super().__init__(path, names, nsims, npix, metadata)
-        self._tmpdir = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.parts-"))
         self._files = {}
+        self._tmpdir = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.parts-"))
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
                   "shape": (nsims, npix, npix)}
-        for name in self.names:
-            fp = open(self._tmpdir / f"{name}.npy", "wb")  # noqa: SIM115 - closed in close()/abort()
-            np.lib.format.write_array_header_2_0(fp, header)
-            self._files[name] = fp
+        try:
+            for name in self.names:
+                fp = open(self._tmpdir / f"{name}.npy", "wb")  # noqa: SIM115 - closed in close()/abort()
+                self._files[name] = fp
+                np.lib.format.write_array_header_2_0(fp, header)
+        except BaseException:  # a full disk, or Ctrl-C / SIGTERM before the caller holds the writer
+            self.abort()
+            raise
 
     def _write_chunk(self, name: str, start: int, chunk: np.ndarray) -> None:
         self._files[name].write(chunk.tobytes())
@@ -138,12 +142,13 @@ class H5Writer(MapSetWriter):
         import h5py
 
         super().__init__(path, names, nsims, npix, metadata)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._raw = GuardedFile(self._tmp)
         self._h5 = None
-        try:
+        self._raw = None
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        self._tmp = Path(tmp)
+        try:  # from here on a full disk, Ctrl-C or SIGTERM leaves no temporary file behind
+            os.close(fd)
+            self._raw = GuardedFile(self._tmp)
             self._h5 = h5py.File(self._raw, "w")
             chunk_maps = max(1, min(nsims, 16))
             for name in self.names:
@@ -175,7 +180,8 @@ class H5Writer(MapSetWriter):
             if self._h5 is not None:
                 self._h5.close()  # never fails on a write: the GuardedFile drops them after an error
         finally:
-            self._raw.close()
+            if self._raw is not None:
+                self._raw.close()
             self._tmp.unlink(missing_ok=True)
 
 
