@@ -115,9 +115,9 @@ def test_make_demo_runs_end_to_end_at_the_smallest_size(demo, tmp_path, monkeypa
     monkeypatch.setattr(demo, "TEST_NSIMS", 6)
     monkeypatch.setattr(demo, "BIAS_NSIMS", 4)
     monkeypatch.chdir(tmp_path)
-    assert demo.main() == 0
+    assert demo.main([]) == 0
     out = capsys.readouterr().out
-    assert f"every output is in {folder}" in out and "training a tiny ResUNet-CMB" in out
+    assert f"everything is in {folder}" in out and "training a stand-in ResUNet-CMB" in out
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["nmaps"] == 6 and metrics["bias_test"]["nmaps"] == 4
     assert set(metrics["fields"]) == {"tau", "kappa", "unle"}
