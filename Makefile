@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Test processes for `make test` (pytest-xdist; each test file runs whole in one of them). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 REQS := requirements.txt datapipe_requirements.txt tensorflowtraining_requirements.txt requirements-dev.txt pyproject.toml
 
@@ -22,7 +24,7 @@ $(STAMP): $(REQS)
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
