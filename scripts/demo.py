@@ -123,7 +123,7 @@ def draw_example(data: Path, output: Path, pdf: bool = True) -> Path:
     return plot_map_set(data, output, index=EXAMPLE_INDEX, pdf=pdf)
 
 
-def check_data(data: Path, folder: Path = DEMO_DIR) -> None:
+def check_data(data: Path, folder: Path) -> None:
     """Print the data check of the demo's data set and draw ``data_check.png`` (as ``python -m datapipe.check``)."""
     from datapipe.check import main as check_main
 
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.monotonic()
     data, _ = example_step(DEMO_DIR, NSIMS)
-    check_data(data)
+    check_data(data, DEMO_DIR)
 
     from training.runtime import load_keras
 

@@ -90,6 +90,11 @@ def test_figure_script_rejects_a_missing_folder(figure_script, tmp_path, capsys)
     assert not (tmp_path / "missing").exists()
 
 
+def snapshot(folder: Path) -> dict[str, int]:
+    """Every file below ``folder`` with its modification time in ns (empty when the folder does not exist)."""
+    return {str(path): path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+
 def test_make_demo_runs_end_to_end_at_the_smallest_size(demo, tmp_path, monkeypatch, capsys):
     """`make demo` (scripts/demo.py main) at the smallest size: 32×32 maps, a handful of map sets, one worker, a
     stand-in network with ResUNet-CMB's inputs and outputs trained for one epoch through training/main.py, its
@@ -98,6 +103,7 @@ def test_make_demo_runs_end_to_end_at_the_smallest_size(demo, tmp_path, monkeypa
     from training import resunet
 
     before = digest(TRACKED_FIGURE) if TRACKED_FIGURE.exists() else None
+    checkout_results = snapshot(ROOT / "results")
     folder = tmp_path / "results" / "demo"
     absent = ROOT / "trained_networks" / "no_such_network"  # no shipped network: the demo trains its stand-in
     assert not absent.exists()
@@ -127,3 +133,4 @@ def test_make_demo_runs_end_to_end_at_the_smallest_size(demo, tmp_path, monkeypa
     written = [path for path in tmp_path.rglob("*") if path.is_file()]
     assert all(path.is_relative_to(folder) for path in written), [p for p in written if not p.is_relative_to(folder)]
     assert before == (digest(TRACKED_FIGURE) if TRACKED_FIGURE.exists() else None)
+    assert snapshot(ROOT / "results") == checkout_results  # nothing written into the checkout's own results/
