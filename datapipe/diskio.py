@@ -4,6 +4,7 @@ reproducible zip members, and a file object that keeps HDF5 alive when the disk 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -23,6 +24,26 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 #: Room kept free beyond the planned size of an output: this fraction of it plus :data:`FREE_SPACE_MARGIN_BYTES`.
 FREE_SPACE_MARGIN = 0.01
 FREE_SPACE_MARGIN_BYTES = 16 * 2**20
+
+
+def describe_os_error(exc: OSError, option: str = "--output") -> str:
+    """One line for an ``OSError`` met on a file: the reason, the file, and on a full disk the fix.
+
+    Parameters
+    ----------
+    exc : OSError
+        The error.
+    option : str
+        The command-line option that chooses where outputs go, named in the fix for a full disk.
+
+    Returns
+    -------
+    str
+        E.g. ``"No space left on device (out/table.txt); free some space or choose another --output"``.
+    """
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = f"; free some space or choose another {option}" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"{exc.strerror or exc}{where}{hint}"
 
 
 @contextmanager

@@ -40,6 +40,25 @@ class PipelineInterrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+def describe_interrupt(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The signal behind a ``KeyboardInterrupt`` and the exit status it calls for.
+
+    Parameters
+    ----------
+    exc : KeyboardInterrupt
+        A :class:`PipelineInterrupted`, or a plain ``KeyboardInterrupt`` (Ctrl-C outside :func:`stop_on_signals`).
+
+    Returns
+    -------
+    name : str
+        ``"SIGINT"`` or ``"SIGTERM"``.
+    exit_code : int
+        128 + the signal number.
+    """
+    signum = int(getattr(exc, "signum", signal.SIGINT))
+    return signal.Signals(signum).name, 128 + signum
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into :class:`PipelineInterrupted` inside the block (main thread only).

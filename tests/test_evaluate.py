@@ -419,6 +419,32 @@ def test_a_full_disk_while_writing_the_results_is_one_line(network, data, tmp_pa
     assert not (out / "metrics.json").exists()
 
 
+def test_sigterm_while_writing_the_results_is_one_line(network, data, tmp_path, capsys, monkeypatch):
+    """SIGTERM from a batch scheduler while the results are written: exit 143 and one line; every file left in the
+    output folder is complete (no temporary part) and the signal handler is restored."""
+    import signal
+    import time
+
+    from training import artifacts
+
+    real_save_text = artifacts.save_text
+
+    def terminate(path, text):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+        return real_save_text(path, text)
+
+    monkeypatch.setattr(artifacts, "save_text", terminate)
+    handler = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "o"
+    assert evaluate_cli.main(["--model-dir", str(network), "--data", str(data), "--output", str(out)]) == 143
+    err = capsys.readouterr().err
+    assert err == "SIGTERM received: stopped; each file written so far is complete, the rest were not written\n"
+    assert not (out / "table.txt").exists() and not (out / "metrics.json").exists()
+    assert not [path.name for path in out.rglob("*") if path.name.startswith(artifacts.PARTIAL_PREFIX)]
+    assert signal.getsignal(signal.SIGTERM) == handler
+
+
 def test_errors_after_keras_loads_are_one_line_from_the_command_line(network, tmp_path):
     """TensorFlow's start-up messages are hidden: a map-size mismatch, found once Keras is loaded, is the only
     line on stderr."""

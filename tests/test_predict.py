@@ -158,3 +158,57 @@ def test_a_folder_without_data_settings_takes_the_paper_pixels_or_the_options(ca
     assert "note: " in captured.out and "assuming the paper's 2.34375' (set --pixel-arcmin)" in captured.out
     info = json.loads((tmp_path / "out" / "predict_info.json").read_text())
     assert info["taper_pixels"] == 7 and any("--pixel-arcmin" in note for note in info["notes"])
+
+
+def _interrupting_write_map(monkeypatch, action):
+    """Make pixell's ``write_map`` write its first file, then ``action()`` (a signal, a full disk) on the second."""
+    real_write = enmap.write_map
+    calls = []
+
+    def write_map(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            action(path)
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(enmap, "write_map", write_map)
+    return calls
+
+
+def test_sigterm_while_writing_is_one_line_and_leaves_nothing(capsys, network, maps, tmp_path, monkeypatch):
+    """A batch scheduler's SIGTERM arrives after one output map was written: exit 143, one line, no output folder
+    (and no temporary file) left behind."""
+    import os
+    import signal
+    import time
+
+    def terminate(path):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+
+    calls = _interrupting_write_map(monkeypatch, terminate)
+    handler = signal.getsignal(signal.SIGTERM)
+    folder = maps[0]
+    out = tmp_path / "out"
+    status, captured = _run(capsys, network, folder / "q.fits", folder / "u.fits", out, "--quiet")
+    assert len(calls) == 2
+    assert status == 143
+    assert captured.err == "SIGTERM received: stopped; no output written\n"
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGTERM) == handler  # the previous handler is back
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(capsys, network, maps, tmp_path, monkeypatch):
+    import errno
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    calls = _interrupting_write_map(monkeypatch, full)
+    folder = maps[0]
+    out = tmp_path / "out"
+    status, captured = _run(capsys, network, folder / "q.fits", folder / "u.fits", out, "--quiet")
+    assert status == 1
+    assert captured.err == (f"error: No space left on device ({calls[1]}); free some space or choose another "
+                            "--output; no output written\n")
+    assert not out.exists()

@@ -16,13 +16,13 @@ demonstration (:mod:`training.evaluation.bias`).
 The work is done by the package :mod:`training.evaluation` (also the notebook's API); this module is only the CLI.
 
 Exit status: 0 done (metrics that lacked a truth array are skipped with a note), 2 bad input or nothing that can be
-evaluated (one ``error: …`` line on stderr), 1 a file could not be read or written, e.g. on a full disk (one line).
+evaluated (one ``error: …`` line on stderr), 1 a file could not be read or written, e.g. on a full disk (one line),
+130 / 143 stopped by Ctrl-C / SIGTERM (one line; every file already written is complete).
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 from pathlib import Path
 
@@ -30,6 +30,8 @@ if __package__ in (None, ""):
     # Run as a script (`python training/evaluate.py`): import the package from the repository root, not this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from datapipe.diskio import describe_os_error  # noqa: E402
+from datapipe.interrupts import describe_interrupt, stop_on_signals  # noqa: E402
 from training.config import TrainingError  # noqa: E402
 from training.evaluation.comparison import DEFAULT_DELTA_L, DEFAULT_LMAX, DEFAULT_LMIN, make_edges  # noqa: E402
 from training.evaluation.errors import EvaluationError  # noqa: E402
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained ResUNet-CMB network against the quadratic estimator: binned spectra, "
         "cross-correlation r_L, residual and noise power of tau, kappa, E (and alpha); figures; lensing-bias test.",
         epilog="Exit status: 0 done, 1 a file could not be written (e.g. a full disk), 2 bad input or nothing that "
-        "can be evaluated.",
+        "can be evaluated, 130 / 143 stopped by Ctrl-C / SIGTERM.",
     )
     p.add_argument("--model-dir", required=True, help="network folder (training output_dir or trained_networks/<name>)")
     p.add_argument("--data", required=True, help="pipeline data file (.npz or .h5) with the network's input maps")
@@ -81,33 +83,34 @@ def main(argv: list[str] | None = None) -> int:
         if args.bias_data is not None and not args.bias_test:
             raise EvaluationError("--bias-data needs --bias-test")
         edges = make_edges(args.lmin, args.lmax, args.delta_l)
-        run_evaluation(
-            args.model_dir,
-            args.data,
-            output,
-            max_maps=args.max_maps,
-            batch_size=args.batch_size,
-            edges=edges,
-            map_index=args.map_index,
-            map_figure=args.map_figure,
-            pixel_arcmin=args.pixel_arcmin,
-            bias_test=args.bias_test,
-            bias_data=args.bias_data,
-            bias_nsims=args.bias_nsims,
-            bias_seed=args.bias_seed,
-            save_predictions=args.save_predictions,
-        )
+        with stop_on_signals():
+            run_evaluation(
+                args.model_dir,
+                args.data,
+                output,
+                max_maps=args.max_maps,
+                batch_size=args.batch_size,
+                edges=edges,
+                map_index=args.map_index,
+                map_figure=args.map_figure,
+                pixel_arcmin=args.pixel_arcmin,
+                bias_test=args.bias_test,
+                bias_data=args.bias_data,
+                bias_nsims=args.bias_nsims,
+                bias_seed=args.bias_seed,
+                save_predictions=args.save_predictions,
+            )
     except (TrainingError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        hint = "; free some space or choose another --output" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        print(f"error: {exc.strerror or exc}{where}{hint}", file=sys.stderr)
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; the results written so far may be incomplete", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a batch scheduler (stop_on_signals)
+        name, status = describe_interrupt(exc)
+        print(f"{name} received: stopped; each file written so far is complete, the rest were not written",
+              file=sys.stderr)
+        return status
     return 0
 
 

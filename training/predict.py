@@ -11,7 +11,8 @@ a FITS enmap with the input's WCS into ``--output``: ``kappa.fits``, ``tau.fits`
 
 The work is done by the package :mod:`training.apply`; this module is only the CLI.
 
-Exit status: 0 done, 2 bad input (one ``error: …`` line on stderr, no output written).
+Exit status: 0 done, 2 bad input (one ``error: …`` line on stderr, no output written), 1 a file could not be read or
+written, e.g. on a full disk, 130 / 143 stopped by Ctrl-C / SIGTERM (one line each; no output written).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ if __package__ in (None, ""):
     # Run as a script (`python training/predict.py`): import the package from the repository root, not this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from datapipe.diskio import describe_os_error  # noqa: E402
+from datapipe.interrupts import describe_interrupt, stop_on_signals  # noqa: E402
 from training.apply.tiling import DEFAULT_MIN_WEIGHT  # noqa: E402
 from training.config import TrainingError  # noqa: E402
 
@@ -35,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="training/predict.py",
         description="Apply a trained ResUNet-CMB network to observed Q/U maps of any size (FITS enmaps or a "
         "pipeline file) and write its kappa, tau and E maps as FITS enmaps with the input's WCS.",
-        epilog="Exit status: 0 done, 2 bad input.",
+        epilog="Exit status: 0 done, 1 a file could not be read or written (e.g. a full disk), 2 bad input, "
+        "130 / 143 stopped by Ctrl-C / SIGTERM.",
     )
     p.add_argument("--model-dir", required=True, help="network folder (training output_dir or trained_networks/<name>)")
     p.add_argument("--q", required=True, help="Q map in uK: FITS (2-D, or Q of a (2|3, ny, nx) QU/TQU map) or .npz/.h5")
@@ -114,10 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Keras loads: TensorFlow's start-up chatter
     try:
-        run(args)
+        with stop_on_signals():
+            run(args)
     except (TrainingError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc)}; no output written", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a batch scheduler (stop_on_signals)
+        name, status = describe_interrupt(exc)
+        print(f"{name} received: stopped; no output written", file=sys.stderr)
+        return status
     return 0
 
 

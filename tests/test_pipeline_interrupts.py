@@ -1,0 +1,39 @@
+"""Tests of datapipe/interrupts.py and the one-line messages of datapipe/diskio.py used by every command line."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+import pytest
+
+from datapipe.diskio import describe_os_error
+from datapipe.interrupts import PipelineInterrupted, describe_interrupt, stop_on_signals
+
+
+@pytest.mark.parametrize("signum, name, status", [(signal.SIGINT, "SIGINT", 130), (signal.SIGTERM, "SIGTERM", 143)])
+def test_a_signal_inside_the_block_is_an_interrupt_with_its_exit_status(signum, name, status):
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(PipelineInterrupted) as caught, stop_on_signals():
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises here
+    assert describe_interrupt(caught.value) == (name, status)
+    assert caught.value.exit_code == status
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_a_plain_keyboard_interrupt_is_ctrl_c():
+    assert describe_interrupt(KeyboardInterrupt()) == ("SIGINT", 130)
+
+
+def test_os_errors_are_one_line_with_the_file_and_on_a_full_disk_the_fix():
+    full = OSError(errno.ENOSPC, "No space left on device", "out/table.txt")
+    expected = "No space left on device (out/table.txt); free some space or choose another --output"
+    assert describe_os_error(full) == expected
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded", "x.h5")
+    assert describe_os_error(quota, "--model-dir").endswith("; free some space or choose another --model-dir")
+    denied = OSError(errno.EACCES, "Permission denied", "/root/x")
+    assert describe_os_error(denied) == "Permission denied (/root/x)"
+    assert describe_os_error(OSError("disk gone")) == "disk gone"
