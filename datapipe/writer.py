@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,27 @@ def write_window_file(path: Path, taper: np.ndarray, w2: float, taper_deg: float
         for key, value in arrays.items():
             write_npz_member(zf, f"{key}.npy", value)
     return path
+
+
+def read_settings(path: Path) -> Mapping[str, Any]:
+    """The simulation settings recorded in a map file's metadata; empty when it has none or cannot be read.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        ``.npz`` or ``.h5`` map file.
+
+    Returns
+    -------
+    Mapping
+        ``metadata["settings"]`` (``npix``, ``pixel_arcmin`` in arcmin, …), or an empty mapping.
+    """
+    try:
+        meta = read_metadata(path)
+    except (OSError, KeyError, ValueError, TypeError):
+        return {}
+    settings = meta.get("settings") if isinstance(meta, Mapping) else None
+    return settings if isinstance(settings, Mapping) else {}
 
 
 def read_metadata(path: Path) -> dict:

@@ -31,18 +31,6 @@ def _setting_names() -> list[str]:
     return [f.name for f in dataclasses.fields(SimulationSettings) if f.name != "maps"]
 
 
-def _file_settings(path: Path) -> Mapping[str, Any]:
-    """The ``settings`` of a pipeline data file's metadata (empty when the file has none)."""
-    from datapipe.writer import read_metadata
-
-    try:
-        meta = read_metadata(path)
-    except (OSError, KeyError, ValueError, TypeError):
-        return {}
-    settings = meta.get("settings") if isinstance(meta, Mapping) else None
-    return settings if isinstance(settings, Mapping) else {}
-
-
 def describe_training_data(cfg: TrainingConfig) -> dict[str, Any]:
     """The settings of a run's training maps, as written to ``data_settings.json``.
 
@@ -62,7 +50,9 @@ def describe_training_data(cfg: TrainingConfig) -> dict[str, Any]:
 
         given: Mapping[str, Any] = parse_simulation_block(cfg.simulation, cfg)[0].to_dict()
     else:
-        given = _file_settings(cfg.resolve(cfg.data_path))
+        from datapipe.writer import read_settings
+
+        given = read_settings(cfg.resolve(cfg.data_path))
     out: dict[str, Any] = {name: given.get(name) for name in _setting_names()}
     out["npix"] = cfg.imagesize
     pixel, taper = out.get("pixel_arcmin"), out.get("taper_deg")

@@ -74,6 +74,7 @@ def read_pipeline_map(path: str | Path, array: str, index: int, pixel_arcmin: fl
     from pixell import enmap
 
     from datapipe.fourier import FlatSkyGrid
+    from datapipe.writer import read_settings
     from training.evaluation.mapdata import inspect_data
 
     path = Path(path)
@@ -95,24 +96,13 @@ def read_pipeline_map(path: str | Path, array: str, index: int, pixel_arcmin: fl
         raise ApplyError(f"cannot read {array!r} from {str(path)!r}: {exc}") from None
     arr = arr[..., 0] if arr.ndim == 3 else arr
     notes = []
-    settings = _metadata_settings(path)
+    settings = read_settings(path)
     if settings.get("pixel_arcmin") is None:
         notes.append(f"{path.name} has no metadata: assuming the network's {pixel_arcmin:g}' pixels")
     else:
         pixel_arcmin = float(settings["pixel_arcmin"])
     wcs = FlatSkyGrid(int(npix), pixel_arcmin).wcs
     return enmap.enmap(np.ascontiguousarray(arr[::-1], dtype=np.float32), wcs), notes
-
-
-def _metadata_settings(path: Path) -> Mapping[str, Any]:
-    from datapipe.writer import read_metadata
-
-    try:
-        meta = read_metadata(path)
-    except (OSError, KeyError, ValueError, TypeError):
-        return {}
-    settings = meta.get("settings") if isinstance(meta, Mapping) else None
-    return settings if isinstance(settings, Mapping) else {}
 
 
 def read_fits_map(path: str | Path, stokes: str) -> Any:

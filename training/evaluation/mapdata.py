@@ -7,7 +7,6 @@ the data when that file belongs to it, else from the file's metadata, else it is
 from __future__ import annotations
 
 import dataclasses
-import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from datapipe.errors import PipelineError
 from training.config import TrainingError
 from training.evaluation.errors import EvaluationError
 from training.evaluation.network import Network
@@ -93,25 +93,6 @@ def inspect_data(path: str | Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _read_npz_head(path: Path, name: str, count: int | None) -> np.ndarray:
-    """The first ``count`` maps of one array of an ``.npz`` file, streamed from the archive member."""
-    with zipfile.ZipFile(path) as zf, zf.open(f"{name}.npy") as member:
-        version = np.lib.format.read_magic(member)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
-        else:
-            fortran = True
-        if fortran or dtype.hasobject:
-            with np.load(path, allow_pickle=False) as f:
-                return np.asarray(f[name][:count])
-        n = shape[0] if count is None else min(count, shape[0])
-        per_map = math.prod(shape[1:])
-        buffer = member.read(n * per_map * dtype.itemsize)
-        return np.frombuffer(buffer, dtype=dtype).reshape((n, *shape[1:])).copy()
-
-
 def read_arrays(path: str | Path, names: Sequence[str], max_maps: int | None = None) -> dict[str, np.ndarray]:
     """Read named arrays (or their first ``max_maps`` maps) from a ``.npz`` / ``.h5`` data file as float32.
 
@@ -143,7 +124,12 @@ def read_arrays(path: str | Path, names: Sequence[str], max_maps: int | None = N
             with h5py.File(path, "r") as f:
                 out = {n: np.asarray(f[n][:max_maps]) for n in names}
         else:
-            out = {n: _read_npz_head(path, n, max_maps) for n in names}
+            from datapipe.io import MapFile
+
+            stored = MapFile(path)  # .npz members are streamed: only the first max_maps maps are read
+            out = {n: stored.read_block(n, 0, stored.shapes[n][0] if max_maps is None else max_maps) for n in names}
+    except PipelineError as exc:
+        raise EvaluationError(str(exc)) from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise EvaluationError(f"cannot read data file {str(path)!r}: {exc}") from None
     for name, arr in out.items():
