@@ -11,7 +11,7 @@ TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 REQS := requirements.txt datapipe_requirements.txt tensorflowtraining_requirements.txt requirements-dev.txt pyproject.toml
 
-.PHONY: venv test demo demo-images images lint spectra bench mpi clean
+.PHONY: venv test test-slow demo demo-images images lint spectra bench mpi clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,14 @@ $(STAMP): $(REQS)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# `make test`: every test but the few marked slow (about 11 minutes on a 2-core CPU). `make test-slow`: those, the
+# long end-to-end runs of the full network (under TensorFlow and JAX, distributed, the GPU script's dry run; about
+# 9 minutes). CI (.ci/run) runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -1,8 +1,10 @@
 """Shared inputs of the evaluation tests: small pipeline data sets and one tiny trained network per session.
 
-The network is ResUNet-CMB trained through ``training/main.py`` for one epoch on 40 map sets of 32×32 pixels
-(about half a minute on 2 cores). It predicts nothing useful; the tests check the machinery around it. It is
-trained once per pytest process and shared by ``test_evaluate.py`` and ``test_notebook.py``.
+The network is the small stand-in of ``tests/training_helpers.py`` (ResUNet-CMB's inputs and outputs, a few
+hundred parameters) trained through ``training/main.py`` for one epoch on 40 map sets of 32×32 pixels. It predicts
+nothing useful; the tests check the machinery around it, which does not depend on the architecture (it is saved
+and loaded like any Keras model). It is trained once per pytest process and shared by ``test_evaluate.py`` and
+``test_notebook.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from training_helpers import tiny_model
 
 from datapipe.runner import run_simulation
 from datapipe.settings import SimulationSettings
@@ -29,6 +32,7 @@ TINY_CONFIG = {
     "test_split": 0.1,
     "trace_used": ["rec_kappa", "rec_tau"],
     "seed": 3,
+    "model": "tiny_model",
 }
 
 _cache: dict[str, Path] = {}
@@ -45,12 +49,15 @@ def tiny_network(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of the session's tiny trained network (trained on first use)."""
     if "network" not in _cache:
         from training import main as tmain
+        from training import resunet
 
         folder = tmp_path_factory.mktemp("tiny_network")
         simulate(folder / "train" / "maps.npz", 40, seed=1)
         cfg = dict(TINY_CONFIG, data_path="train/maps.npz", output_dir="net")
         (folder / "config.json").write_text(json.dumps(cfg))
-        assert tmain.main([str(folder / "config.json")]) == 0
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setitem(resunet.MODELS, "tiny_model", tiny_model)
+            assert tmain.main([str(folder / "config.json")]) == 0
         _cache["network"] = folder / "net"
     return _cache["network"]
 

@@ -46,6 +46,7 @@ print("PARITY " + json.dumps({"rc": rc, "backend": keras.backend.backend(), "tf"
 """
 
 
+@pytest.mark.slow  # the full network trained under JAX in a process of its own: ~1.5 min on a 2-core CPU
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_jax_run_and_cross_backend_weights(tmp_path):
     # Weights and predictions of an untrained model under this process's backend, for the JAX side to reproduce.

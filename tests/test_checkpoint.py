@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_helpers import write_config, write_map_file
+from training_helpers import tiny_model, write_config, write_map_file
 
 from training import loop as tloop
 from training import main as tmain
+from training import resunet
 from training.checkpoint_files import checkpoint_dir, has_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,17 +39,20 @@ def optimizer_iterations(out: Path) -> int:
         return int(f[f"v{paths.index(next(p for p in paths if p.endswith('/iteration')))}"])
 
 
-def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path, capsys):
-    """SIGTERM during training: exit 143 with a checkpoint; --resume then continues from it and completes the run."""
+def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path, capsys, monkeypatch):
+    """SIGTERM during training: exit 143 with a checkpoint; --resume then continues from it and completes the run.
+
+    training/main.py runs as a script (through tests/tiny_main.py, which registers the small stand-in network)."""
+    monkeypatch.setitem(resunet.MODELS, "tiny_model", tiny_model)
     write_map_file(tmp_path / "maps.npz", nsims=40, npix=16, seed=0)
     # Far more epochs (and patience) than could ever run out before the signal: whenever it comes, the run is still
     # training at its initial learning rate.
     cfg = write_config(tmp_path / "config.json", "maps.npz", output_dir="out", epochs=EPOCHS_NEVER_REACHED,
-                       haltpatience=EPOCHS_NEVER_REACHED, lrpatience=EPOCHS_NEVER_REACHED)
+                       haltpatience=EPOCHS_NEVER_REACHED, lrpatience=EPOCHS_NEVER_REACHED, model="tiny_model")
     out = tmp_path / "out"
     with open(tmp_path / "stdout.txt", "w") as stdout, open(tmp_path / "stderr.txt", "w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "training" / "main.py"), str(cfg)], stdout=stdout, stderr=stderr
+            [sys.executable, str(REPO_ROOT / "tests" / "tiny_main.py"), str(cfg)], stdout=stdout, stderr=stderr
         )
         try:
             # The trigger is a condition, not a clock: the first checkpoint is on disk (so the signal handler is in

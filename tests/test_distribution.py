@@ -120,6 +120,7 @@ def test_tensorflow_mirrored_strategy_step_equals_single_device_step(tmp_path):
     check_parity(tmp_path, results, "MirroredStrategy")
 
 
+@pytest.mark.slow
 def test_jax_data_parallel_step_equals_single_device_step(tmp_path):
     results = run_backend("jax", tmp_path, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     check_parity(tmp_path, results, "DataParallel")

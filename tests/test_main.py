@@ -45,16 +45,30 @@ OUTPUT_FILES = [
 ]
 
 
+LEARNING_RATE = 1e-2  # the stand-in network's few hundred weights need a larger step than ResUNet-CMB's 1e-3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_model_registered():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(resunet.MODELS, "tiny_model", tiny_model)
+        yield
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One tiny training run (16x16 maps, 40 maps, 3 epochs, dropout 0.3) through the CLI entry point, in this process.
 
-    The checkpoint written after epoch 2 is kept aside as ``<run>.epoch2`` for the resume test.
+    It trains the small stand-in network of tests/training_helpers.py (dropout and batch normalization, like
+    ResUNet-CMB): these tests are about the training machinery. The full network is trained through the command line
+    in :func:`test_end_to_end_with_the_pipeline_cli`. The checkpoint written after epoch 2 is kept aside as
+    ``<run>.epoch2`` for the resume test.
     """
     folder = tmp_path_factory.mktemp("run")
     write_map_file(folder / "maps.npz", nsims=40, npix=16, seed=0)
     # The paper's dropout: a resumed run must reproduce it too (the dropout layers' RNG states are checkpointed).
-    cfg = write_config(folder / "config.json", "maps.npz", output_dir="results/tiny", epochs=EPOCHS, dropval=0.3)
+    cfg = write_config(folder / "config.json", "maps.npz", output_dir="results/tiny", epochs=EPOCHS, dropval=0.3,
+                       model="tiny_model", learning_rate=LEARNING_RATE)
     out = folder / "results" / "tiny"
 
     def save_and_snapshot(output_dir, model, state, best_weights):
@@ -88,7 +102,7 @@ def test_training_log_and_falling_loss(run):
     # The synthetic targets are local linear functions of Q and U: three epochs cut the training loss well down.
     assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
     assert rows[-1]["kappa_r2"] > rows[0]["kappa_r2"]
-    assert rows[0]["learning_rate"] == pytest.approx(1e-3)
+    assert rows[0]["learning_rate"] == pytest.approx(LEARNING_RATE)
 
 
 def test_standardization_files(run):
@@ -146,7 +160,7 @@ def _from_weights(run: Path) -> keras.Model:
 
 def test_summary(run):
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["epochs_run"] == EPOCHS and summary["parameters"] == 5_292_367
+    assert summary["epochs_run"] == EPOCHS and summary["parameters"] == load_model(run / "model.keras").count_params()
     assert summary["backend"] == keras.backend.backend() and summary["device"]
     assert summary["maps"] == {"train": 32, "val": 4, "test": 4}
     rows = read_log(run / "training.log")
@@ -189,11 +203,10 @@ def test_resume_reproduces_an_uninterrupted_run(run, tmp_path):
     assert summary["test_r2"] == pytest.approx(reference_summary["test_r2"], rel=1e-3)
 
 
-def test_data_workers_do_not_change_the_training(tmp_path, monkeypatch):
+def test_data_workers_do_not_change_the_training(tmp_path):
     """data_workers = 2 (threads, or processes with data_multiprocessing) trains exactly like one worker: the same
     batches in the same order over two epochs (each reshuffled), hence the same losses, bit for bit, and the same
     predictions. A small stand-in model for speed: the batches do not depend on the model."""
-    monkeypatch.setitem(resunet.MODELS, "tiny_model", tiny_model)
     write_map_file(tmp_path / "maps.npz", nsims=40, npix=16, seed=0)
     results = {}
     for name, workers, processes in (("one", 1, False), ("threads", 2, False), ("processes", 2, True)):
@@ -461,7 +474,9 @@ def test_a_new_run_does_not_mix_with_another_runs_files(run, tmp_path, capsys, m
     (out / "logs" / "events").write_bytes(b"old logs")
     (out / "notes.txt").write_text("the user's own file")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    cfg = run.parent.parent / "config.json"
+    # The new runs train the small stand-in network: what is tested is the handling of the folder.
+    cfg = write_config(tmp_path / "tiny.json", run.parent.parent / "maps.npz", output_dir=out, epochs=EPOCHS,
+                       model="tiny_model")
 
     _no_data_load(monkeypatch)
     expect_error(capsys, [cfg, "--output-dir", out], "holds another training run (training.log", "--overwrite")
@@ -470,8 +485,7 @@ def test_a_new_run_does_not_mix_with_another_runs_files(run, tmp_path, capsys, m
 
     # A new run that fails once the data are loaded (output names unknown to the model) leaves the old run whole.
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(json.loads(cfg.read_text()) | {"target_used": {"tau": "tru_tau", "phi": "tru_kappa"},
-                                                               "data_path": str(run.parent.parent / "maps.npz")}))
+    bad.write_text(json.dumps(json.loads(cfg.read_text()) | {"target_used": {"tau": "tru_tau", "phi": "tru_kappa"}}))
     expect_error(capsys, [bad, "--output-dir", out, "--overwrite"], "do not match")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 

@@ -5,20 +5,22 @@ import shutil
 
 import numpy as np
 import pytest
+from training_helpers import tiny_model
 
 from datapipe.fields import map_set_rng
 from datapipe.settings import SimulationSettings
 from datapipe.simulate import MapSetSimulator
 from training import main as tmain
+from training import resunet
 from training.config import TrainingError, validate_config
 from training.data.simsource import PILOT_STREAM, TEST_STREAM, VAL_STREAM, parse_simulation_block
 from training.data.standardization import Standardization
 
 SIM = {"npix": 32, "taper_deg": 0.3, "steps_per_epoch": 3, "val_maps": 8, "test_maps": 8, "pilot_maps": 16,
        "workers": 2, "qe_mean_field_sims": 8, "seed": 5}
-# Dropout off: a resumed run then reproduces an uninterrupted one exactly (the dropout RNG is not checkpointed).
+# The stand-in network of tests/training_helpers.py: these tests are about the simulation stream, not ResUNet-CMB.
 TINY = {"data_path": "simulate", "imagesize": 32, "batch_size": 4, "epochs": 2, "learning_rate": 1e-3, "seed": 3,
-        "dropval": 0.0, "simulation": SIM}
+        "dropval": 0.0, "model": "tiny_model", "simulation": SIM}
 OUTPUTS = ["training.log", "map_means.npz", "map_stds.npz", "model.keras", "model.weights.h5",
            "model_architecture.json", "predictions.npz", "test_data.npz", "summary.json", "checkpoint/state.json"]
 
@@ -28,6 +30,13 @@ def write_config(folder, **changes):
     path = folder / "config.json"
     path.write_text(json.dumps(cfg))
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_model_registered():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(resunet.MODELS, "tiny_model", tiny_model)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -58,15 +58,24 @@ def write_config(path: Path, data_path: str | Path, output_dir: str | Path = "ou
 
 def tiny_model(params: Any):
     """A few-hundred-parameter stand-in with ResUNet-CMB's inputs (qlen, ulen) and outputs (kappa, unle, tau), for
-    tests of the machinery around the network (training the real one takes minutes on a 2-core CPU).
+    tests of the machinery around the network (building and training the real one takes minutes on a 2-core CPU).
+
+    Like ResUNet-CMB it has dropout (the config's ``dropval``, when > 0) and batch normalization, so the states a
+    checkpoint must restore (dropout random generators, moving averages) are there.
 
     Register it for a test with ``monkeypatch.setitem(training.resunet.MODELS, "tiny_model", tiny_model)`` and set the
-    config's ``model`` key to ``"tiny_model"``.
+    config's ``model`` key to ``"tiny_model"``; in a process of its own, run ``tests/tiny_main.py`` instead of
+    ``training/main.py``.
     """
     import keras
 
     size = params.imagesize
     q, u = (keras.Input((size, size, 1), name=name) for name in ("qlen", "ulen"))
-    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(keras.layers.Concatenate()([q, u]))
+    x = keras.layers.Concatenate()([q, u])
+    dropval = float(getattr(params, "dropval", 0.0) or 0.0)
+    if dropval > 0:
+        x = keras.layers.Dropout(dropval)(x)
+    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    hidden = keras.layers.BatchNormalization()(hidden)
     outputs = [keras.layers.Conv2D(1, 1, name=name)(hidden) for name in ("kappa", "unle", "tau")]
     return keras.Model([q, u], outputs)
