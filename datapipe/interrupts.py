@@ -65,15 +65,28 @@ def stop_on_signals() -> Iterator[None]:
 
     After the first signal both are ignored, so that a second one cannot cut the clean-up short. The previous
     handlers are restored on exit.
+
+    A signal that lands inside an import can be swallowed by a library's broad ``except`` and resurface as another
+    error (a half-imported module's ``AttributeError``, say); any exception leaving the block after a signal is
+    therefore raised as that signal's :class:`PipelineInterrupted`.
     """
+    received: list[int] = []
+
     def handle(signum: int, frame: Any) -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+        received.append(signum)
         raise PipelineInterrupted(signum)
 
     previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
     try:
         yield
+    except PipelineInterrupted:
+        raise
+    except BaseException as exc:
+        if received and not isinstance(exc, SystemExit):
+            raise PipelineInterrupted(received[0]) from exc
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -37,3 +37,22 @@ def test_os_errors_are_one_line_with_the_file_and_on_a_full_disk_the_fix():
     denied = OSError(errno.EACCES, "Permission denied", "/root/x")
     assert describe_os_error(denied) == "Permission denied (/root/x)"
     assert describe_os_error(OSError("disk gone")) == "disk gone"
+
+
+def test_a_signal_swallowed_by_a_library_and_resurfacing_as_another_error_is_still_the_interrupt():
+    # A signal inside an import can be caught by a library's bare except; the half-imported module then fails
+    # with an AttributeError. The command must still report the signal, not print that error's traceback.
+    with pytest.raises(PipelineInterrupted) as caught, stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException:  # noqa: BLE001 - the library's bare except
+            pass
+        raise AttributeError("module 'symlens' has no attribute 'mask_kspace'")
+    assert caught.value.signum == signal.SIGTERM
+    assert isinstance(caught.value.__cause__, AttributeError)
+
+
+def test_errors_without_a_signal_pass_through_unchanged():
+    with pytest.raises(ValueError), stop_on_signals():
+        raise ValueError("not an interrupt")
