@@ -518,3 +518,13 @@ def test_errors_after_keras_loads_are_still_one_line(setup):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: target_used names ['phi', 'tau'] do not match") and proc.stderr.count(
         "\n") == 1, proc.stderr
+
+
+def test_a_diverging_run_is_one_line_exit_2_and_writes_no_model(setup, capsys, monkeypatch):
+    monkeypatch.setitem(resunet.MODELS, "tiny_model", tiny_model)
+    cfg = write_config(setup / "c.json", "maps.npz", model="tiny_model", epochs=1, learning_rate=1e30)
+    assert tmain.main([str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: training diverged: the loss is "), err
+    assert "lower learning_rate (now 1e+30)" in err[0]
+    assert not (setup / "out" / "model.keras").exists() and not (setup / "out" / "summary.json").exists()
