@@ -141,3 +141,11 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
         write_outputs(tmp_path / "old", _outputs(), {}, {}, overwrite=False)
     assert [p.name for p in (tmp_path / "old").iterdir()] == ["mine.txt"]
     assert mapio.PARTIAL_PREFIX == ".partial-"
+
+
+def test_a_truncated_fits_file_is_one_error_with_astropys_warning_in_it(tmp_path):
+    shape, wcs = _geometry()
+    enmap.write_map(str(tmp_path / "q.fits"), enmap.zeros(shape, wcs))
+    (tmp_path / "cut.fits").write_bytes((tmp_path / "q.fits").read_bytes()[:3000])
+    with pytest.raises(ApplyError, match=r"cannot read .*cut.fits' as a FITS map: .*\(File may have been truncated"):
+        read_input(tmp_path / "cut.fits", "q", "q_len", 0, 2.0)

@@ -18,7 +18,6 @@ written, e.g. on a full disk, 130 / 143 stopped by Ctrl-C / SIGTERM (one line ea
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -82,7 +81,9 @@ def run(args: argparse.Namespace) -> list[Path]:
             raise ApplyError(f"{stokes.upper()} map {getattr(args, stokes)!r} does not exist; pass --{stokes} a FITS "
                              "map or a pipeline .npz/.h5 file")
     from training.evaluation.network import load_network
+    from training.runtime import load_keras
 
+    load_keras()  # after the cheap checks, and without TensorFlow's start-up messages before an error line
     network = load_network(args.model_dir)
     fields = [field_name(array) for array in network.outputs.values()]
     check_output_folder(args.output, fields, args.overwrite)
@@ -116,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     from datapipe.errors import PipelineError
 
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Keras loads: TensorFlow's start-up chatter
     try:
         with stop_on_signals():
             run(args)
