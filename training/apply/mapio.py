@@ -179,10 +179,15 @@ def check_output_folder(folder: str | Path, fields: list[str], overwrite: bool) 
     ------
     ApplyError
         If ``folder`` is a file, or holds outputs and ``overwrite`` is False.
+    datapipe.errors.PipelineError
+        If ``folder`` cannot be made (a file above it) or written.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ApplyError(f"--output {str(folder)!r} is a file; give a folder")
+    from datapipe.diskio import check_creatable_folder
+
+    check_creatable_folder(folder, "output folder", "--output")  # a file above it, or a read-only place
     present = [name for name in output_names(fields) if (folder / name).exists()]
     if present and not overwrite:
         raise ApplyError(f"{str(folder)!r} already holds {', '.join(present)}; pass --overwrite to replace them or "
