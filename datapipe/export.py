@@ -14,14 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from astropy.io import fits
+from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals
 
-from datapipe.diskio import check_creatable_folder, describe_os_error
-from datapipe.errors import PipelineError
-from datapipe.interrupts import describe_interrupt, stop_on_signals
-from datapipe.io import MapFile, array_unit, sky_geometry, to_sky_order
-from datapipe.writer import atomic_output
+if __name__ == "__main__":
+    quiet_start("python -m datapipe.export")  # Ctrl-C during the imports below: one line, no traceback
+
+import numpy as np  # noqa: E402
+from astropy.io import fits  # noqa: E402
+
+from datapipe.diskio import check_creatable_folder, describe_os_error  # noqa: E402
+from datapipe.errors import PipelineError  # noqa: E402
+from datapipe.io import MapFile, array_unit, sky_geometry, to_sky_order  # noqa: E402
+from datapipe.writer import atomic_output  # noqa: E402
 
 #: Maps read and written per block (16 MB at 128 × 128).
 BLOCK_MAPS = 256

@@ -10,7 +10,9 @@ The terminal sends Ctrl-C to every process of the job, worker processes included
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -59,6 +61,31 @@ def describe_interrupt(exc: KeyboardInterrupt) -> tuple[str, int]:
     return signal.Signals(signum).name, 128 + signum
 
 
+def quiet_start(prog: str) -> None:
+    """Until :func:`stop_on_signals` takes over: Ctrl-C or SIGTERM while a command line is still importing its
+    modules (NumPy, astropy, Keras: a second or two) ends it with one line and 128 + the signal number, not an import
+    traceback. Nothing has been written then. Signals ignored by the caller (``nohup``) stay ignored.
+
+    Call it first thing in a command-line script, when it runs as ``__main__`` (never on import).
+    """
+    def handle(signum: int, frame: Any) -> None:
+        print(f"{prog}: interrupted ({signal.Signals(signum).name}) while starting; nothing written",
+              file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    handle.quiet_start = True  # type: ignore[attr-defined]
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handle)
+
+
+def _after_quiet_start(handler: Any, sig: int) -> Any:
+    """The handler to restore after :func:`stop_on_signals`: the default one in place of :func:`quiet_start`'s."""
+    if getattr(handler, "quiet_start", False):
+        return signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+    return handler
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into :class:`PipelineInterrupted` inside the block (main thread only).
@@ -89,7 +116,7 @@ def stop_on_signals() -> Iterator[None]:
         raise
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, _after_quiet_start(handler, sig))
 
 
 @contextmanager

@@ -56,3 +56,32 @@ def test_a_signal_swallowed_by_a_library_and_resurfacing_as_another_error_is_sti
 def test_errors_without_a_signal_pass_through_unchanged():
     with pytest.raises(ValueError), stop_on_signals():
         raise ValueError("not an interrupt")
+
+
+QUIET_START_SCRIPT = """
+import os, signal, sys, time
+from datapipe.interrupts import quiet_start, stop_on_signals
+quiet_start("prog")
+with stop_on_signals():
+    pass
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # quiet_start's handler is not restored
+assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+quiet_start("prog")
+os.kill(os.getpid(), int(sys.argv[1]))  # as if Ctrl-C came while NumPy or Keras is being imported
+time.sleep(5)
+print("not reached")
+"""
+
+
+@pytest.mark.parametrize(("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")])
+def test_a_signal_while_a_command_line_starts_is_one_line_and_its_exit_status(signum, name):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, "-c", QUIET_START_SCRIPT, str(int(signum))], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert proc.returncode == 128 + signum, proc.stderr
+    assert proc.stderr.splitlines() == [f"prog: interrupted ({name}) while starting; nothing written"]
+    assert proc.stdout == ""

@@ -25,8 +25,12 @@ if __package__ in (None, ""):
     # Run as a script (`python training/predict.py`): import the package from the repository root, not this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals  # noqa: E402
+
+if __name__ == "__main__":
+    quiet_start("training/predict.py")  # Ctrl-C during the imports below: one line, no traceback
+
 from datapipe.diskio import describe_os_error  # noqa: E402
-from datapipe.interrupts import describe_interrupt, stop_on_signals  # noqa: E402
 from training.apply.tiling import DEFAULT_MIN_WEIGHT  # noqa: E402
 from training.config import TrainingError  # noqa: E402
 
