@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -95,7 +96,9 @@ def stop_on_signals() -> Iterator[None]:
 
     A signal that lands inside an import can be swallowed by a library's broad ``except`` and resurface as another
     error (a half-imported module's ``AttributeError``, say); any exception leaving the block after a signal is
-    therefore raised as that signal's :class:`PipelineInterrupted`.
+    therefore raised as that signal's :class:`PipelineInterrupted`. One that lands in a garbage-collection callback
+    or a ``__del__`` (JAX has one) is swallowed by Python itself, which prints "Exception ignored" and a traceback:
+    that print is dropped and the signal delivered again, to land in the code that runs next.
     """
     received: list[int] = []
 
@@ -105,7 +108,23 @@ def stop_on_signals() -> Iterator[None]:
         received.append(signum)
         raise PipelineInterrupted(signum)
 
+    def unraisable(info: Any) -> None:
+        if not isinstance(info.exc_value, PipelineInterrupted):
+            previous_hook(info)
+            return
+        received.clear()
+        try:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, handle)
+        except ValueError:  # pragma: no cover - not the main thread: the signal stays ignored
+            return
+        # A moment later, from another thread: sent from here, it would be handled (and swallowed again) in this hook.
+        resend = threading.Timer(0.05, os.kill, args=(os.getpid(), info.exc_value.signum))
+        resend.daemon = True
+        resend.start()
+
     previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     except PipelineInterrupted:
@@ -115,6 +134,7 @@ def stop_on_signals() -> Iterator[None]:
             raise PipelineInterrupted(received[0]) from exc
         raise
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, _after_quiet_start(handler, sig))
 

@@ -85,3 +85,20 @@ def test_a_signal_while_a_command_line_starts_is_one_line_and_its_exit_status(si
     assert proc.returncode == 128 + signum, proc.stderr
     assert proc.stderr.splitlines() == [f"prog: interrupted ({name}) while starting; nothing written"]
     assert proc.stdout == ""
+
+
+def test_a_signal_swallowed_by_python_in_a_del_is_not_printed_and_lands_in_the_next_code(capsys):
+    import gc
+
+    class Collected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came while a garbage-collection callback ran
+            time.sleep(0.5)
+
+    with pytest.raises(PipelineInterrupted) as caught, stop_on_signals():
+        Collected()  # deleted at once: Python swallows the handler's exception ("Exception ignored in ...")
+        gc.collect()
+        for _ in range(50):
+            time.sleep(0.1)  # the signal, delivered again, raises here
+    assert caught.value.signum == signal.SIGINT
+    assert "Exception ignored" not in capsys.readouterr().err
