@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="map sets simulated (or read from --bias-data) for the bias test (default 64)")
     p.add_argument("--bias-seed", type=int, help="seed of the bias-test simulation (default: the data's seed + 1)")
     p.add_argument("--save-predictions", action="store_true", help="also write predictions.npz (physical units)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier evaluation in --output (and --map-figure)")
     return p
 
 
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 bias_nsims=args.bias_nsims,
                 bias_seed=args.bias_seed,
                 save_predictions=args.save_predictions,
+                overwrite=args.overwrite,
             )
     except (TrainingError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
