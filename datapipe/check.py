@@ -5,16 +5,20 @@ null fraction and the taper's w2, and draws the data-check figure (PNG, and a ve
 ``<FILE stem>_check.png`` beside the data. This module is only the command line: the check is
 :func:`datapipe.datacheck.check_data_file`, the figure :func:`datapipe.check_figure.plot_data_check`.
 
-Exit status: 0 done, 2 bad input (one line on stderr).
+Exit status: 0 done, 1 a figure could not be written (e.g. a full disk), 2 bad input (one line on stderr),
+130 / 143 stopped by Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+from datapipe.diskio import check_folder, describe_os_error
 from datapipe.errors import PipelineError
+from datapipe.interrupts import describe_interrupt, stop_on_signals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if taken and not args.overwrite:
         raise PipelineError(f"{taken[0]} exists; pass --overwrite to replace it or choose another --output")
     if not output.parent.is_dir():
+        check_folder(output.parent, "folder of --output", "--output")  # names a file above it
         raise PipelineError(f"folder {str(output.parent)!r} of --output does not exist")
-    if not args.delta_l > 0:
-        raise PipelineError(f"--delta-l must be positive (got {args.delta_l})")
+    check_folder(output.parent, "folder of --output", "--output")  # a read-only place
+    if not 0 < args.delta_l < math.inf:
+        raise PipelineError(f"--delta-l must be a positive number (got {args.delta_l}); e.g. --delta-l 150")
     check = check_data_file(data, args.max_maps, delta_l=args.delta_l)
     print(check.table())
     for note in check.notes:
@@ -68,10 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        with stop_on_signals():
+            return run(args)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk above all; the figures are written atomically
+        print(f"error: {describe_os_error(exc)}; a figure not completed was removed", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a batch scheduler (stop_on_signals)
+        name, status = describe_interrupt(exc)
+        print(f"{name} received: stopped; a figure not completed was removed", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -139,8 +139,19 @@ def describe_write_error(exc: OSError, output: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 done, 1 a write failed, 2 bad input, 130/143 a signal)."""
     args = build_parser().parse_args(argv)
-    with stop_on_signals():
-        return _run(args)
+    try:
+        with stop_on_signals():
+            return _run(args)
+    except KeyboardInterrupt as exc:  # a signal that surfaced as another error inside _run (stop_on_signals)
+        return report_interrupt(exc)
+
+
+def report_interrupt(exc: KeyboardInterrupt) -> int:
+    """Print the one-line notice for Ctrl-C or SIGTERM and return the exit status (130, 143)."""
+    signum = exc.signum if isinstance(exc, PipelineInterrupted) else signal.SIGINT
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    print(f"datapipeline.py: interrupted ({name}); no output written, temporary files removed", file=sys.stderr)
+    return 128 + signum
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -168,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
             path = run_simulation_mpi(comm, settings, args.output, args.nsims, workers=args.workers,
                                       chunk_size=args.chunk_size, overwrite=args.overwrite, progress=not args.quiet,
                                       plan=plan)
+    except KeyboardInterrupt as exc:  # first: MPIAbort below is unbound when a signal cut its import short
+        return report_interrupt(exc)
     except MPIAbort as exc:
         if not exc.quiet:
             print(f"datapipeline.py: error: {exc}", file=sys.stderr)
@@ -183,11 +196,6 @@ def _run(args: argparse.Namespace) -> int:
         print("datapipeline.py: error: out of memory; lower --chunk-size or --workers (each worker holds "
               "two chunks); no output written", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as exc:
-        signum = exc.signum if isinstance(exc, PipelineInterrupted) else signal.SIGINT
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"datapipeline.py: interrupted ({name}); no output written, temporary files removed", file=sys.stderr)
-        return 128 + signum
     if not args.quiet and (comm is None or comm.Get_rank() == 0):
         print(f"wrote {path}")
     return 0

@@ -14,12 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from astropy.io import fits
+from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals
 
-from datapipe.errors import PipelineError
-from datapipe.io import MapFile, array_unit, sky_geometry, to_sky_order
-from datapipe.writer import atomic_output
+if __name__ == "__main__":
+    quiet_start("python -m datapipe.export")  # Ctrl-C during the imports below: one line, no traceback
+
+import numpy as np  # noqa: E402
+from astropy.io import fits  # noqa: E402
+
+from datapipe.diskio import check_creatable_folder, describe_os_error  # noqa: E402
+from datapipe.errors import PipelineError  # noqa: E402
+from datapipe.io import MapFile, array_unit, sky_geometry, to_sky_order  # noqa: E402
+from datapipe.writer import atomic_output  # noqa: E402
 
 #: Maps read and written per block (16 MB at 128 × 128).
 BLOCK_MAPS = 256
@@ -111,6 +117,7 @@ def plan_export(args: argparse.Namespace) -> tuple[MapFile, list[str], dict[str,
     folder = args.output if args.output is not None else args.file.with_suffix("")
     if folder.exists() and not folder.is_dir():
         raise PipelineError(f"--output {folder} is a file; give a folder")
+    check_creatable_folder(folder, "output folder", "--output")  # a file above it, or a read-only place
     if not folder.parent.is_dir():
         raise PipelineError(f"the parent of --output {folder} does not exist; create it first")
     targets = {name: folder / f"{name}.fits" for name in names}
@@ -124,22 +131,36 @@ def plan_export(args: argparse.Namespace) -> tuple[MapFile, list[str], dict[str,
     return source, names, targets, pixel_arcmin
 
 
+def describe_write_error(exc: OSError) -> str:
+    """One line for an ``OSError`` met while exporting; astropy reports a full disk as a short write, no errno."""
+    if exc.errno is None and "written" in str(exc):
+        return (f"a FITS file was cut short ({exc}): the disk is probably full; free some space or choose another "
+                "--output")
+    return describe_os_error(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        source, names, targets, pixel_arcmin = plan_export(args)
-        next(iter(targets.values())).parent.mkdir(exist_ok=True)
-        for name in names:
-            print(f"wrote {export_array(source, name, targets[name], args.max_maps, pixel_arcmin)}")
-        if "taper" in targets:
-            print(f"wrote {export_taper(args.file.parent / 'window_info.npz', targets['taper'], pixel_arcmin)}")
+        with stop_on_signals():
+            source, names, targets, pixel_arcmin = plan_export(args)
+            next(iter(targets.values())).parent.mkdir(exist_ok=True)
+            for name in names:
+                print(f"wrote {export_array(source, name, targets[name], args.max_maps, pixel_arcmin)}")
+            if "taper" in targets:
+                print(f"wrote {export_taper(args.file.parent / 'window_info.npz', targets['taper'], pixel_arcmin)}")
     except PipelineError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; files not completed were removed", file=sys.stderr)
-        return 130
+    except OSError as exc:  # a full disk above all
+        print(f"{parser.prog}: error: {describe_write_error(exc)}; the file being written was removed, files "
+              "already written are complete", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a batch scheduler (stop_on_signals)
+        name, status = describe_interrupt(exc)
+        print(f"{parser.prog}: interrupted ({name}); files not completed were removed", file=sys.stderr)
+        return status
     return 0
 
 

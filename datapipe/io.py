@@ -123,6 +123,9 @@ class MapFile:
             self.shapes, self.metadata = self._read_h5_headers() if self.is_h5 else self._read_npz_headers()
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise PipelineError(f"cannot read map file {self.path}: {exc}") from None
+        if self.metadata is not None and not isinstance(self.metadata, dict):
+            raise PipelineError(f"cannot read map file {self.path}: its metadata is a JSON "
+                                f"{type(self.metadata).__name__}, not an object; is it a pipeline output?")
 
     def _read_npz_headers(self) -> tuple[dict[str, tuple[int, ...]], dict | None]:
         shapes, metadata = {}, None
@@ -162,7 +165,12 @@ class MapFile:
 
     def pixel_arcmin(self, override: float | None = None) -> float:
         """Pixel size in arcmin from the metadata, or ``override`` for a file without metadata."""
-        stored = ((self.metadata or {}).get("settings") or {}).get("pixel_arcmin")
+        settings = (self.metadata or {}).get("settings")
+        stored = settings.get("pixel_arcmin") if isinstance(settings, dict) else None
+        if stored is not None and (isinstance(stored, bool) or not isinstance(stored, (int, float))
+                                   or not 0 < stored < float("inf")):
+            raise PipelineError(f"the pixel size recorded in {self.path} is {stored!r}, not a positive number; "
+                                "is it a pipeline output?")
         if stored is None and override is None:
             raise PipelineError(f"{self.path} has no metadata giving the pixel size; pass pixel_arcmin= "
                                 "(the pipeline's default is 2.34375)")

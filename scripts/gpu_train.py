@@ -134,7 +134,7 @@ def simulate_eval_data(name: str, folder: Path, args: argparse.Namespace, worker
 def evaluate(name: str, folder: Path, data: Path, args: argparse.Namespace) -> None:
     cmd = [sys.executable, str(ROOT / "training" / "evaluate.py"), "--model-dir", str(folder / "run"), "--data",
            str(data), "--output", str(folder / "evaluation"), "--bias-test", "--batch-size", "64",
-           "--bias-nsims", "16" if args.dry_run else "128"]
+           "--bias-nsims", "16" if args.dry_run else "128", "--overwrite"]  # also in a --work folder used before
     t0 = time.monotonic()
     with open(folder / "evaluate_stdout.log", "w") as out:
         result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(CHILD_ENV, PYTHONUNBUFFERED="1"))

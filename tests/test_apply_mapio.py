@@ -141,3 +141,21 @@ def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
         write_outputs(tmp_path / "old", _outputs(), {}, {}, overwrite=False)
     assert [p.name for p in (tmp_path / "old").iterdir()] == ["mine.txt"]
     assert mapio.PARTIAL_PREFIX == ".partial-"
+
+
+def test_a_truncated_fits_file_is_one_error_with_astropys_warning_in_it(tmp_path):
+    shape, wcs = _geometry()
+    enmap.write_map(str(tmp_path / "q.fits"), enmap.zeros(shape, wcs))
+    (tmp_path / "cut.fits").write_bytes((tmp_path / "q.fits").read_bytes()[:3000])
+    with pytest.raises(ApplyError, match=r"cannot read .*cut.fits' as a FITS map: .*\(File may have been truncated"):
+        read_input(tmp_path / "cut.fits", "q", "q_len", 0, 2.0)
+
+
+def test_an_output_folder_under_a_file_is_refused_before_any_work(tmp_path):
+    from datapipe.errors import PipelineError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PipelineError, match=r"output folder .*file/out cannot be made: .*file is not a folder; "
+                                            r"choose another --output"):
+        check_output_folder(tmp_path / "file" / "out", ["kappa"], overwrite=False)
+    assert (tmp_path / "file").read_text() == "x"

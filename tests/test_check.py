@@ -124,9 +124,13 @@ def test_command_line_prints_the_table_and_writes_the_figure(data, tmp_path, cap
         (["DATA", "--max-maps", "1"], "at least 2"),
         (["DATA", "--delta-l", "0"], "--delta-l"),
         (["DATA", "--output", "no/such/folder/c.png"], "does not exist"),
+        (["DATA", "--delta-l", "inf"], "--delta-l must be a positive number"),
+        (["DATA", "--delta-l", "nan"], "--delta-l must be a positive number"),
+        (["DATA", "--output", "a_file/c.png"], "is not a folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(data, tmp_path, capsys, argv, fragment):
+    (tmp_path / "a_file").write_text("not a folder")
     argv = [str(data) if a == "DATA" else (str(tmp_path / a) if a.endswith(".npz") else a) for a in argv]
     if "--output" in argv:
         i = argv.index("--output") + 1
@@ -151,3 +155,21 @@ def test_runs_as_a_module_and_every_option_is_documented():
 
     documented = documented_options(REPO_ROOT / "docs" / "datapipe.md", "Options of the data check")
     assert set(documented) == set(parser_options(check_cli.build_parser()))
+
+
+@pytest.mark.parametrize(("error", "status", "fragment"), [
+    (OSError(28, "No space left on device"), 1, "error: No space left on device; free some space"),
+    (KeyboardInterrupt(), 130, "SIGINT received: stopped"),
+])
+def test_a_full_disk_or_ctrl_c_while_drawing_is_one_line(data, tmp_path, capsys, monkeypatch, error, status,
+                                                         fragment):
+    import datapipe.plotting
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(datapipe.plotting, "save_figure", fail)
+    assert check_cli.main([str(data), "--output", str(tmp_path / "c.png"), "--max-maps", "4"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith(fragment) and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())

@@ -153,3 +153,33 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
     fresh.compile(optimizer="adam", loss="mse")
     checkpoint_files.load_checkpoint(tmp_path, fresh)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(fresh.weights[0]), np.load(first / "weights.npz")["w0"])
+
+
+GOOD_STATE = {"epoch": 3, "learning_rate": 0.001, "finished": False, "wall_time_s": 12.5, "backend": "tensorflow",
+              "config": {"epochs": 5}, "early_stopping": {"wait": 0, "best": 1.5, "best_epoch": 2, "stopped_epoch": 0},
+              "reduce_lr": {"wait": 1, "best": None, "cooldown_counter": 0}}
+
+
+@pytest.mark.parametrize(("key", "value", "fragment"), [
+    ("epoch", "x", "'epoch' is 'x', not an integer >= 0"),
+    ("epoch", -1, "'epoch' is -1"),
+    ("epoch", True, "'epoch' is True"),
+    ("learning_rate", float("nan"), "'learning_rate' is nan, not a positive number"),
+    ("learning_rate", None, "'learning_rate' is None"),
+    ("finished", "yes", "'finished' is 'yes', not true or false"),
+    ("wall_time_s", -3, "'wall_time_s' is -3"),
+    ("config", "zz", "'config' is 'zz', not an object"),
+    ("early_stopping", {"wait": "0"}, "'early_stopping' is {'wait': '0'}"),
+])
+def test_a_state_json_with_values_of_the_wrong_kind_is_a_damaged_checkpoint(tmp_path, key, value, fragment):
+    from training.checkpoint import read_state
+    from training.config import TrainingError
+
+    checkpoint_dir(tmp_path).mkdir(parents=True)
+    state_file = checkpoint_dir(tmp_path) / "state.json"
+    state_file.write_text(json.dumps(GOOD_STATE))
+    assert read_state(tmp_path).epoch == 3
+    state_file.write_text(json.dumps({**GOOD_STATE, key: value}))
+    with pytest.raises(TrainingError, match="is damaged: ") as caught:
+        read_state(tmp_path)
+    assert fragment in str(caught.value) and "--overwrite" in str(caught.value)

@@ -377,3 +377,36 @@ def test_default_output_of_an_installed_package_is_in_the_working_folder(tmp_pat
     monkeypatch.setattr(paths, "__file__", str(fake))
     monkeypatch.chdir(tmp_path)
     assert paths.default_output_path() == tmp_path.resolve() / "map_sets32.npz"
+
+
+class _CutImport:
+    """Stands in for datapipe.mpi whose import a Ctrl-C cut short: every name lookup is interrupted."""
+
+    def __getattr__(self, name):
+        from datapipe.interrupts import PipelineInterrupted
+
+        raise PipelineInterrupted(signal.SIGINT)
+
+
+def test_ctrl_c_during_the_first_imports_is_the_one_line_notice(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datapipe.mpi", _CutImport())
+    assert datapipeline.main(["--nsims", "2", *SMALL, "--output", str(tmp_path / "a.npz")]) == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["datapipeline.py: interrupted (Ctrl-C); no output written, temporary files removed"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_signal_that_resurfaces_as_another_error_is_the_one_line_notice(tmp_path, capsys, monkeypatch):
+    def swallowed_then_broken(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException:  # noqa: BLE001 - a library's bare except around an interrupted import
+            pass
+        raise AttributeError("module 'sympy' has no attribute 'polys'")
+
+    monkeypatch.setattr(datapipeline, "settings_from_args", swallowed_then_broken)
+    assert datapipeline.main(["--nsims", "2", *SMALL, "--output", str(tmp_path / "a.npz")]) == 143
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["datapipeline.py: interrupted (SIGTERM); no output written, temporary files removed"]
+    assert not list(tmp_path.iterdir())

@@ -403,6 +403,19 @@ def test_an_output_that_cannot_be_written_fails_before_predicting(network, data,
     assert fragment in _error(capsys)
 
 
+def test_an_earlier_evaluation_is_kept_without_overwrite(cli_run, network, data, capsys):
+    _, out, _ = cli_run
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "eval").iterdir()}
+    base = ["--model-dir", str(network), "--data", str(data), "--max-maps", "4"]
+    assert evaluate_cli.main([*base, "--output", str(out / "eval")]) == 2
+    err = _error(capsys)
+    assert "metrics.json" in err and "already exist (an earlier evaluation); pass --overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "eval").iterdir()} == before
+    figure = ["--map-figure", str(out / "extra" / "maps.png")]
+    assert evaluate_cli.main([*base, "--output", str(out / "new"), *figure]) == 2
+    assert "extra/maps.png" in _error(capsys) and not (out / "new").exists()
+
+
 def test_a_full_disk_while_writing_the_results_is_one_line(network, data, tmp_path, capsys, monkeypatch):
     import errno
 

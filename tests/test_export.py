@@ -127,3 +127,44 @@ def test_bad_input_is_one_line_and_nothing_is_written(exported, tmp_path, capsys
     assert export.main([str(npz), "--maps", "q_len", "--overwrite"]) == 0
     assert (out / "q_len.fits").stat().st_mtime_ns > before["q_len.fits"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left behind
+
+
+@pytest.mark.parametrize("error, message", [
+    (OSError("409600 requested and 261424 written"), "the disk is probably full; free some space"),
+    (OSError(28, "No space left on device", "x/q_len.fits"), "No space left on device (x/q_len.fits); free some"),
+])
+def test_a_failed_write_is_one_line_exit_1(exported, tmp_path, capsys, monkeypatch, error, message):
+    npz, _ = exported
+
+    def fail(*args):
+        raise error
+
+    monkeypatch.setattr(export, "export_array", fail)
+    assert export.main([str(npz), "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and message in err, err
+
+
+def test_an_output_under_a_file_is_refused_before_writing(exported, tmp_path, capsys):
+    npz, _ = exported
+    (tmp_path / "file").write_text("x")
+    assert export.main([str(npz), "--output", str(tmp_path / "file" / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a folder" in err, err
+
+
+def test_sigterm_while_exporting_is_one_line_exit_143(exported, tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+    import time
+
+    npz, _ = exported
+
+    def slow(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr(export, "export_array", slow)
+    assert export.main([str(npz), "--output", str(tmp_path / "out")]) == 143
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted (SIGTERM)" in err, err

@@ -149,3 +149,18 @@ def test_metadata_is_read_from_either_format(map_files):
         assert meta["settings"]["pixel_arcmin"] == SETTINGS.pixel_arcmin and meta["flipped_up_down"] is True
     with zipfile.ZipFile(map_files[0]) as zf:
         assert json.loads(str(np.lib.format.read_array(zf.open("metadata.npy"))))["nsims"] == NSIMS
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ([1, 2], "metadata is a JSON list, not an object"),
+    ("a string", "metadata is a JSON str, not an object"),
+    ({"settings": [2.0]}, "no metadata giving the pixel size"),
+    ({"settings": {"pixel_arcmin": "2.3"}}, "pixel size recorded in .* is '2.3'"),
+    ({"settings": {"pixel_arcmin": -1}}, "pixel size recorded in .* is -1"),
+    ({"settings": {"pixel_arcmin": float("nan")}}, "pixel size recorded in .* is nan"),
+])
+def test_metadata_that_is_not_the_pipelines_is_a_pipeline_error(tmp_path, metadata, message):
+    path = tmp_path / "odd.npz"
+    np.savez(path, metadata=np.array(json.dumps(metadata)), q_len=np.zeros((2, 8, 8), np.float32))
+    with pytest.raises(PipelineError, match=message):
+        read_maps(path)

@@ -532,3 +532,43 @@ def test_errors_after_keras_loads_are_still_one_line(setup):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: target_used names ['phi', 'tau'] do not match") and proc.stderr.count(
         "\n") == 1, proc.stderr
+
+
+def test_a_diverging_run_is_one_line_exit_2_and_writes_no_model(setup, capsys, monkeypatch):
+    monkeypatch.setitem(resunet.MODELS, "tiny_model", tiny_model)
+    cfg = write_config(setup / "c.json", "maps.npz", model="tiny_model", epochs=1, learning_rate=1e30)
+    assert tmain.main([str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: training diverged: the loss is "), err
+    assert "lower learning_rate (now 1e+30)" in err[0]
+    assert not (setup / "out" / "model.keras").exists() and not (setup / "out" / "summary.json").exists()
+
+
+class _NotHandled(Exception):
+    pass
+
+
+def test_sigterm_before_the_training_loop_is_one_line_and_exit_143(setup, capsys, monkeypatch):
+    """While the data load and Keras start (before the loop's checkpointing handler), SIGTERM is the one-line notice
+    with exit 143, not a silent kill."""
+    import signal
+    import time
+
+    import training.data.sources
+
+    def terminated(cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    def not_handled(signum, frame):
+        raise _NotHandled  # what the test sees if main leaves SIGTERM to its previous handler
+
+    monkeypatch.setattr(training.data.sources, "check_data", terminated)
+    previous = signal.signal(signal.SIGTERM, not_handled)
+    try:
+        status = tmain.main([str(write_config(setup / "c.json", "maps.npz"))])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status == 143
+    assert capsys.readouterr().err.splitlines() == ["interrupted (SIGTERM) before a checkpoint could be saved"]
+    assert not (setup / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -212,3 +213,17 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(capsys, network, maps, tmp_p
     assert captured.err == (f"error: No space left on device ({calls[1]}); free some space or choose another "
                             "--output; no output written\n")
     assert not out.exists()
+
+
+def test_an_error_after_the_network_loads_is_one_line_without_tensorflows_start_up_messages(network, maps, tmp_path):
+    """Keras loads through training.runtime.load_keras: no absl/CUDA lines before the error (a 2-D U is missing)."""
+    folder = maps[0]
+    enmap.write_map(str(tmp_path / "u4d.fits"), enmap.zeros((2, 2, 8, 8), enmap.read_map(str(folder / "q.fits")).wcs))
+    command = [sys.executable, str(REPO_ROOT / "training" / "predict.py"), "--model-dir", str(network), "--q",
+               str(folder / "q.fits"), "--u", str(tmp_path / "u4d.fits"), "--output", str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,38 @@ def read_state(output_dir: str | Path) -> RunState:
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return RunState(**raw)
+        state = RunState(**raw)
     except (OSError, ValueError, TypeError) as exc:
         raise TrainingError(f"cannot read checkpoint state {str(path)!r}: {exc}") from None
+    problem = _state_problem(state)
+    if problem:
+        raise TrainingError(f"checkpoint state {str(path)!r} is damaged: {problem}; restore it, or start the run "
+                            "again with --overwrite")
+    return state
+
+
+def _state_problem(state: RunState) -> str | None:
+    """What is wrong with the values of a state read from ``state.json`` (None: nothing)."""
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    checks = [
+        ("epoch", isinstance(state.epoch, int) and not isinstance(state.epoch, bool) and state.epoch >= 0,
+         "an integer >= 0"),
+        ("learning_rate", number(state.learning_rate) and 0 < state.learning_rate < math.inf, "a positive number"),
+        ("finished", isinstance(state.finished, bool), "true or false"),
+        ("wall_time_s", number(state.wall_time_s) and 0 <= state.wall_time_s < math.inf, "a number >= 0"),
+        ("backend", isinstance(state.backend, str), "a string"),
+        ("config", isinstance(state.config, dict), "an object"),
+    ]
+    for key in ("early_stopping", "reduce_lr"):
+        value = getattr(state, key)
+        checks.append((key, isinstance(value, dict) and all(v is None or number(v) for v in value.values()),
+                       "an object of numbers"))
+    for key, ok, what in checks:
+        if not ok:
+            return f"{key!r} is {getattr(state, key)!r}, not {what}"
+    return None
 
 
 def check_resume_config(state: RunState, config: dict[str, Any]) -> None:

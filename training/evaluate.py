@@ -30,8 +30,12 @@ if __package__ in (None, ""):
     # Run as a script (`python training/evaluate.py`): import the package from the repository root, not this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals  # noqa: E402
+
+if __name__ == "__main__":
+    quiet_start("training/evaluate.py")  # Ctrl-C during the imports below: one line, no traceback
+
 from datapipe.diskio import describe_os_error  # noqa: E402
-from datapipe.interrupts import describe_interrupt, stop_on_signals  # noqa: E402
 from training.config import TrainingError  # noqa: E402
 from training.evaluation.comparison import DEFAULT_DELTA_L, DEFAULT_LMAX, DEFAULT_LMIN, make_edges  # noqa: E402
 from training.evaluation.errors import EvaluationError  # noqa: E402
@@ -65,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="map sets simulated (or read from --bias-data) for the bias test (default 64)")
     p.add_argument("--bias-seed", type=int, help="seed of the bias-test simulation (default: the data's seed + 1)")
     p.add_argument("--save-predictions", action="store_true", help="also write predictions.npz (physical units)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier evaluation in --output (and --map-figure)")
     return p
 
 
@@ -99,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 bias_nsims=args.bias_nsims,
                 bias_seed=args.bias_seed,
                 save_predictions=args.save_predictions,
+                overwrite=args.overwrite,
             )
     except (TrainingError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.util
+import math
 import sys
 import threading
 import time
@@ -188,6 +189,7 @@ def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start:
             bundle.train.set_epoch(state.epoch)
         print(f"resuming after epoch {state.epoch} at learning rate {state.learning_rate:g}")
     callbacks = [
+        StopOnDivergence(cfg.learning_rate),  # first: a diverged epoch is neither checkpointed nor logged
         early_stopping,
         reduce_lr,
         checkpointer,
@@ -236,6 +238,23 @@ def _train(cfg: TrainingConfig, resume: bool, time_limit_s: float | None, start:
     checkpointer.mark_finished()
     print(f"outputs written to {out}")
     return summary
+
+
+def StopOnDivergence(learning_rate: float) -> Any:  # noqa: N802 - a Keras callback built lazily, like WallClockLimit
+    """A callback that ends the run with a :class:`TrainingError` once an epoch's training loss is NaN or infinite
+    (too high a learning rate, above all); the diverged epoch is not checkpointed and no final output is written."""
+    import keras
+
+    class _StopOnDivergence(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"training diverged: the loss is {loss} after epoch {epoch + 1}; lower learning_rate (now "
+                    f"{learning_rate:g}) and start the run again with --overwrite"
+                )
+
+    return _StopOnDivergence()
 
 
 def WallClockLimit(deadline: float) -> Any:  # noqa: N802 - builds a Keras callback lazily (Keras is imported late)

@@ -25,6 +25,11 @@ if __package__ in (None, ""):
     # the repository root instead of this folder, whose module names (config, data, …) would shadow others.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals  # noqa: E402
+
+if __name__ == "__main__":
+    quiet_start("training/main.py")  # Ctrl-C during the imports below: one line, no traceback
+
 from training.artifacts import check_output_folder, check_run_folder  # noqa: E402
 from training.config import TrainingError, load_config  # noqa: E402
 from training.runtime import configure_gpu_memory, load_keras  # noqa: E402
@@ -79,53 +84,60 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config)
-        changes: dict[str, Any] = {}
-        if args.epochs is not None:
-            changes["epochs"] = args.epochs
-        if args.output_dir is not None:
-            changes["output_dir"] = str(Path(args.output_dir).resolve())
-        if changes:
-            cfg = cfg.replace(**changes)
-        if args.time_limit is not None and not 0 < args.time_limit < math.inf:
-            raise TrainingError(f"--time-limit must be a positive number of minutes, got {args.time_limit}")
-        # Where the run writes, before anything is read: a folder that cannot be written, or that holds another
-        # run, fails now rather than after the data load.
-        check_output_folder(cfg.output_dir, "--output-dir (or output_dir)")
-        check_run_folder(cfg.output_dir, resume=args.resume, overwrite=args.overwrite)
-        if args.resume:
-            from training.checkpoint_files import check_checkpoint_files
-
-            check_checkpoint_files(cfg.output_dir)  # every file there and readable
-        # Before the first Keras import: the backends read these settings when they start.
-        configure_gpu_memory(cfg.allocate_vram_an)
-        # Cheap data checks (file, arrays, map size, split sizes) before the backend loads: bad input fails fast,
-        # with nothing but the error line on stderr.
-        from training.data.sources import check_data
-
-        check_data(cfg)
-        load_keras()  # without TensorFlow's start-up messages
-        from training.interrupts import TrainingInterrupted
-        from training.loop import train
-
-        try:
-            train(cfg, resume=args.resume, time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
-                  overwrite=args.overwrite)
-        except TrainingInterrupted as exc:
-            print(
-                f"interrupted: {exc}; checkpoint saved in {cfg.output_dir}; continue with --resume",
-                file=sys.stderr,
-            )
-            return 128 + exc.signum
+        with stop_on_signals():  # SIGTERM too, outside the training loop (whose handler saves a checkpoint)
+            return _run(args)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted before a checkpoint could be saved", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        name, status = describe_interrupt(exc)
+        print(f"interrupted ({name}) before a checkpoint could be saved", file=sys.stderr)
+        return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The run behind :func:`main`: check the input, then train (errors are reported by main)."""
+    cfg = load_config(args.config)
+    changes: dict[str, Any] = {}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.output_dir is not None:
+        changes["output_dir"] = str(Path(args.output_dir).resolve())
+    if changes:
+        cfg = cfg.replace(**changes)
+    if args.time_limit is not None and not 0 < args.time_limit < math.inf:
+        raise TrainingError(f"--time-limit must be a positive number of minutes, got {args.time_limit}")
+    # Where the run writes, before anything is read: a folder that cannot be written, or that holds another
+    # run, fails now rather than after the data load.
+    check_output_folder(cfg.output_dir, "--output-dir (or output_dir)")
+    check_run_folder(cfg.output_dir, resume=args.resume, overwrite=args.overwrite)
+    if args.resume:
+        from training.checkpoint_files import check_checkpoint_files
+
+        check_checkpoint_files(cfg.output_dir)  # every file there and readable
+    # Before the first Keras import: the backends read these settings when they start.
+    configure_gpu_memory(cfg.allocate_vram_an)
+    # Cheap data checks (file, arrays, map size, split sizes) before the backend loads: bad input fails fast,
+    # with nothing but the error line on stderr.
+    from training.data.sources import check_data
+
+    check_data(cfg)
+    load_keras()  # without TensorFlow's start-up messages
+    from training.interrupts import TrainingInterrupted
+    from training.loop import train
+
+    try:
+        train(cfg, resume=args.resume, time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
+              overwrite=args.overwrite)
+    except TrainingInterrupted as exc:
+        print(
+            f"interrupted: {exc}; checkpoint saved in {cfg.output_dir}; continue with --resume",
+            file=sys.stderr,
+        )
+        return 128 + exc.signum
     return 0
 
 

@@ -18,7 +18,6 @@ written, e.g. on a full disk, 130 / 143 stopped by Ctrl-C / SIGTERM (one line ea
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -26,8 +25,12 @@ if __package__ in (None, ""):
     # Run as a script (`python training/predict.py`): import the package from the repository root, not this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals  # noqa: E402
+
+if __name__ == "__main__":
+    quiet_start("training/predict.py")  # Ctrl-C during the imports below: one line, no traceback
+
 from datapipe.diskio import describe_os_error  # noqa: E402
-from datapipe.interrupts import describe_interrupt, stop_on_signals  # noqa: E402
 from training.apply.tiling import DEFAULT_MIN_WEIGHT  # noqa: E402
 from training.config import TrainingError  # noqa: E402
 
@@ -82,7 +85,9 @@ def run(args: argparse.Namespace) -> list[Path]:
             raise ApplyError(f"{stokes.upper()} map {getattr(args, stokes)!r} does not exist; pass --{stokes} a FITS "
                              "map or a pipeline .npz/.h5 file")
     from training.evaluation.network import load_network
+    from training.runtime import load_keras
 
+    load_keras()  # after the cheap checks, and without TensorFlow's start-up messages before an error line
     network = load_network(args.model_dir)
     fields = [field_name(array) for array in network.outputs.values()]
     check_output_folder(args.output, fields, args.overwrite)
@@ -116,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     from datapipe.errors import PipelineError
 
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before Keras loads: TensorFlow's start-up chatter
     try:
         with stop_on_signals():
             run(args)

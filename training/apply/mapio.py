@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,10 +116,16 @@ def read_fits_map(path: str | Path, stokes: str) -> Any:
     """
     from pixell import enmap
 
-    try:
-        imap = enmap.read_map(str(path))
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ApplyError(f"cannot read {str(path)!r} as a FITS map: {exc}") from None
+    with warnings.catch_warnings(record=True) as caught:  # astropy's warnings, e.g. of a truncated file
+        warnings.simplefilter("always")
+        try:
+            imap = enmap.read_map(str(path))
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            told = "; ".join(dict.fromkeys(str(w.message) for w in caught))
+            raise ApplyError(f"cannot read {str(path)!r} as a FITS map: {exc}" + (f" ({told})" if told else "")) \
+                from None
+    for w in caught:  # a map that could be read: pass the warnings on as they were
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if imap.ndim == 3 and imap.shape[0] == 1:
         imap = imap[0]
     elif imap.ndim == 3 and imap.shape[0] in STOKES_INDEX:
@@ -172,10 +179,15 @@ def check_output_folder(folder: str | Path, fields: list[str], overwrite: bool) 
     ------
     ApplyError
         If ``folder`` is a file, or holds outputs and ``overwrite`` is False.
+    datapipe.errors.PipelineError
+        If ``folder`` cannot be made (a file above it) or written.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ApplyError(f"--output {str(folder)!r} is a file; give a folder")
+    from datapipe.diskio import check_creatable_folder
+
+    check_creatable_folder(folder, "output folder", "--output")  # a file above it, or a read-only place
     present = [name for name in output_names(fields) if (folder / name).exists()]
     if present and not overwrite:
         raise ApplyError(f"{str(folder)!r} already holds {', '.join(present)}; pass --overwrite to replace them or "

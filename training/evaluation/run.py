@@ -45,6 +45,26 @@ def check_options(**values: int | None) -> None:
             raise EvaluationError(f"{option} must be an integer from {low} to {high} (got {value!r})")
 
 
+def check_earlier_results(output: Path, map_figure: str | Path | None) -> None:
+    """Refuse to replace the results of an earlier evaluation (in ``output``, or a ``map_figure``).
+
+    Raises
+    ------
+    EvaluationError
+        Naming the files, and ``--overwrite``.
+    """
+    names = ["metrics.json", "table.txt", "predictions.npz"]
+    names += [n for png in FIGURES.values() for n in (png, str(Path(png).with_suffix(".pdf")))]
+    present = [str(output / n) for n in names if (output / n).exists()]
+    if map_figure is not None:
+        present += [str(p) for p in (Path(map_figure).with_suffix(".png"), Path(map_figure).with_suffix(".pdf"))
+                    if p.exists()]
+    if present:
+        more = f" and {len(present) - 3} more" if len(present) > 3 else ""
+        raise EvaluationError(f"{', '.join(present[:3])}{more} already exist (an earlier evaluation); pass "
+                              "--overwrite to replace them or choose another --output")
+
+
 def _save(fig: Any, path: Path) -> list[str]:
     """Write a figure (PNG and PDF) and return the names of the files written."""
     from training.evaluation import figures
@@ -77,6 +97,7 @@ def run_evaluation(
     bias_nsims: int = 64,
     bias_seed: int | None = None,
     save_predictions: bool = False,
+    overwrite: bool = True,
     log: Any = print,
 ) -> dict[str, Any]:
     """Evaluate a network folder on a data file and write ``metrics.json``, ``table.txt`` and the figures.
@@ -113,6 +134,8 @@ def run_evaluation(
         Their seed (default: the data's seed + 1).
     save_predictions : bool
         Also write ``predictions.npz`` (``<output>_pred`` in physical units).
+    overwrite : bool
+        Replace the results of an earlier evaluation in ``output`` (and ``map_figure``); False: refuse them.
     log : callable
         Where the table and notes go (default ``print``).
 
@@ -138,6 +161,8 @@ def run_evaluation(
     check_output_folder(output, "--output")
     if map_figure is not None:
         check_output_folder(Path(map_figure).parent, "--map-figure")
+    if not overwrite:
+        check_earlier_results(output, map_figure)
     shapes = inspect_data(data_path)
     if bias_data is not None:
         inspect_data(bias_data)
