@@ -243,7 +243,8 @@ def check_data_file(path: str | Path, max_maps: int | None = 256, edges: np.ndar
     """
     path = Path(path)
     if not path.is_file():
-        raise PipelineError(f"data file {str(path)!r} does not exist; pass a file written by datapipe/datapipeline.py")
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise PipelineError(f"data file {str(path)!r} {problem}; pass a file written by datapipe/datapipeline.py")
     if max_maps is not None and max_maps < 2:
         raise PipelineError(f"--max-maps must be at least 2 (got {max_maps}): errors come from the scatter")
     try:

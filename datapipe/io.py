@@ -172,8 +172,9 @@ class MapFile:
             raise PipelineError(f"the pixel size recorded in {self.path} is {stored!r}, not a positive number; "
                                 "is it a pipeline output?")
         if stored is None and override is None:
-            raise PipelineError(f"{self.path} has no metadata giving the pixel size; pass pixel_arcmin= "
-                                "(the pipeline's default is 2.34375)")
+            raise PipelineError(f"{self.path} has no metadata giving the pixel size: is it a file written by "
+                                "datapipe/datapipeline.py? (From Python, pass pixel_arcmin=; the pipeline's default "
+                                "is 2.34375.)")
         if stored is not None and override is not None and not np.isclose(stored, override):
             raise PipelineError(f"pixel_arcmin={override} contradicts the {stored} arcmin recorded in {self.path}; "
                                 "leave pixel_arcmin out")

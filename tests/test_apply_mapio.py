@@ -77,6 +77,9 @@ def test_fits_maps_single_or_from_a_tqu_stack(tmp_path):
 def test_missing_and_unreadable_files(tmp_path):
     with pytest.raises(ApplyError, match=r"U map '.*nope.fits' does not exist; pass --u a FITS map"):
         read_input(tmp_path / "nope.fits", "u", "u_len", 0, 2.0)
+    (tmp_path / "maps.fits").mkdir()
+    with pytest.raises(ApplyError, match=r"Q map '.*maps.fits' is a folder; pass --q a FITS map"):
+        read_input(tmp_path / "maps.fits", "q", "q_len", 0, 2.0)
     (tmp_path / "junk.fits").write_text("not a FITS file")
     with pytest.raises(ApplyError, match="cannot read .*junk.fits' as a FITS map"):
         read_input(tmp_path / "junk.fits", "q", "q_len", 0, 2.0)

@@ -120,6 +120,7 @@ def test_command_line_prints_the_table_and_writes_the_figure(data, tmp_path, cap
     ("argv", "fragment"),
     [
         (["missing.npz"], "does not exist"),
+        (["folder.npz"], "is a folder"),
         (["DATA", "--output", "x.jpg"], ".png"),
         (["DATA", "--max-maps", "1"], "at least 2"),
         (["DATA", "--delta-l", "0"], "--delta-l"),
@@ -131,6 +132,7 @@ def test_command_line_prints_the_table_and_writes_the_figure(data, tmp_path, cap
 )
 def test_bad_input_is_one_line_and_exit_2(data, tmp_path, capsys, argv, fragment):
     (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "folder.npz").mkdir()
     argv = [str(data) if a == "DATA" else (str(tmp_path / a) if a.endswith(".npz") else a) for a in argv]
     if "--output" in argv:
         i = argv.index("--output") + 1

@@ -572,3 +572,17 @@ def test_sigterm_before_the_training_loop_is_one_line_and_exit_143(setup, capsys
     assert status == 143
     assert capsys.readouterr().err.splitlines() == ["interrupted (SIGTERM) before a checkpoint could be saved"]
     assert not (setup / "out").exists()
+
+
+def test_a_full_disk_before_the_first_checkpoint_says_to_start_again(setup, capsys, monkeypatch):
+    """No checkpoint to --resume from yet: the error line says so (it used to promise one)."""
+
+    def full(output_dir, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(output_dir))
+
+    monkeypatch.setattr(tcheckpoint, "save_checkpoint", full)
+    cfg = write_config(setup / "c.json", "maps.npz", model="tiny_model", epochs=1)
+    assert tmain.main([str(cfg)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: No space left on device ("), err
+    assert "no epoch was checkpointed yet" in err[0] and "--overwrite" in err[0] and "--resume" not in err[0]

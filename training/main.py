@@ -70,13 +70,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def describe_os_error(exc: OSError) -> str:
-    """One line for a failed read or write during a run (a full disk above all)."""
+def describe_os_error(exc: OSError, output_dir: Path | None = None) -> str:
+    """One line for a failed read or write during a run (a full disk above all).
+
+    Parameters
+    ----------
+    exc : OSError
+        The error.
+    output_dir : pathlib.Path, optional
+        The run's folder, once known: a full disk then says whether a checkpoint is there to ``--resume`` from.
+    """
     where = f" ({exc.filename})" if exc.filename else ""
     text = f"{exc.strerror or exc}{where}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        text += ("; the checkpoint of the last complete epoch is kept: free some space, then continue with "
-                 "--resume")
+        from training.checkpoint_files import has_checkpoint
+
+        if output_dir is None or has_checkpoint(output_dir):
+            text += ("; the checkpoint of the last complete epoch is kept: free some space, then continue with "
+                     "--resume")
+        else:
+            text += "; no epoch was checkpointed yet: free some space, then start again with --overwrite"
     return text
 
 
@@ -132,6 +145,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         train(cfg, resume=args.resume, time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
               overwrite=args.overwrite)
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc, cfg.output_dir)}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as exc:
         print(
             f"interrupted: {exc}; checkpoint saved in {cfg.output_dir}; continue with --resume",

@@ -160,7 +160,8 @@ def read_input(path: str | Path, stokes: str, array: str, index: int, pixel_arcm
     """
     path = Path(path)
     if not path.is_file():
-        raise ApplyError(f"{stokes.upper()} map {str(path)!r} does not exist; pass --{stokes} a FITS map or a "
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise ApplyError(f"{stokes.upper()} map {str(path)!r} {problem}; pass --{stokes} a FITS map or a "
                          "pipeline .npz/.h5 file")
     if path.suffix.lower() in PIPELINE_SUFFIXES:
         return read_pipeline_map(path, array, index, pixel_arcmin)
