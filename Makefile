@@ -23,9 +23,9 @@ $(STAMP): $(REQS)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# `make test`: every test but the few marked slow (about 11 minutes on a 2-core CPU). `make test-slow`: those, the
+# `make test`: every test but the few marked slow (about 7 minutes on a 2-core CPU). `make test-slow`: those, the
 # long end-to-end runs of the full network (under TensorFlow and JAX, distributed, the GPU script's dry run; about
-# 9 minutes). CI (.ci/run) runs both.
+# 6 minutes). CI (.ci/run) runs both.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
