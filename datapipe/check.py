@@ -16,9 +16,9 @@ import math
 import sys
 from pathlib import Path
 
-from datapipe.diskio import check_folder, describe_os_error
+from datapipe.commandline import run_command
+from datapipe.diskio import check_folder
 from datapipe.errors import PipelineError
-from datapipe.interrupts import describe_interrupt, stop_on_signals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,20 +73,10 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    try:
-        with stop_on_signals():
-            return run(args)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk above all; the figures are written atomically
-        print(f"error: {describe_os_error(exc)}; a figure not completed was removed", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a batch scheduler (stop_on_signals)
-        name, status = describe_interrupt(exc)
-        print(f"{name} received: stopped; a figure not completed was removed", file=sys.stderr)
-        return status
-
+    # The figures are written atomically: a full disk or a signal leaves no partial figure.
+    return run_command(lambda: run(args), bad_input=(PipelineError,),
+                       write_failed="; a figure not completed was removed",
+                       stopped="{signal} received: stopped; a figure not completed was removed")
 
 if __name__ == "__main__":
     sys.exit(main())

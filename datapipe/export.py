@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals
+from datapipe.interrupts import quiet_start
 
 if __name__ == "__main__":
     quiet_start("python -m datapipe.export")  # Ctrl-C during the imports below: one line, no traceback
@@ -22,6 +22,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 from astropy.io import fits  # noqa: E402
 
+from datapipe.commandline import run_command  # noqa: E402
 from datapipe.diskio import check_creatable_folder, describe_os_error  # noqa: E402
 from datapipe.errors import PipelineError  # noqa: E402
 from datapipe.io import MapFile, array_unit, sky_geometry, to_sky_order  # noqa: E402
@@ -142,27 +143,18 @@ def describe_write_error(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        with stop_on_signals():
-            source, names, targets, pixel_arcmin = plan_export(args)
-            next(iter(targets.values())).parent.mkdir(exist_ok=True)
-            for name in names:
-                print(f"wrote {export_array(source, name, targets[name], args.max_maps, pixel_arcmin)}")
-            if "taper" in targets:
-                print(f"wrote {export_taper(args.file.parent / 'window_info.npz', targets['taper'], pixel_arcmin)}")
-    except PipelineError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk above all
-        print(f"{parser.prog}: error: {describe_write_error(exc)}; the file being written was removed, files "
-              "already written are complete", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a batch scheduler (stop_on_signals)
-        name, status = describe_interrupt(exc)
-        print(f"{parser.prog}: interrupted ({name}); files not completed were removed", file=sys.stderr)
-        return status
-    return 0
 
+    def export() -> None:
+        source, names, targets, pixel_arcmin = plan_export(args)
+        next(iter(targets.values())).parent.mkdir(exist_ok=True)
+        for name in names:
+            print(f"wrote {export_array(source, name, targets[name], args.max_maps, pixel_arcmin)}")
+        if "taper" in targets:
+            print(f"wrote {export_taper(args.file.parent / 'window_info.npz', targets['taper'], pixel_arcmin)}")
+
+    return run_command(export, bad_input=(PipelineError,), prog=parser.prog, describe=describe_write_error,
+                       write_failed="; the file being written was removed, files already written are complete",
+                       stopped="interrupted ({signal}); files not completed were removed")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,12 +30,12 @@ if __package__ in (None, ""):
     # Run as a script (`python training/evaluate.py`): import the package from the repository root, not this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals  # noqa: E402
+from datapipe.interrupts import quiet_start  # noqa: E402
 
 if __name__ == "__main__":
     quiet_start("training/evaluate.py")  # Ctrl-C during the imports below: one line, no traceback
 
-from datapipe.diskio import describe_os_error  # noqa: E402
+from datapipe.commandline import run_command  # noqa: E402
 from training.config import TrainingError  # noqa: E402
 from training.evaluation.comparison import DEFAULT_DELTA_L, DEFAULT_LMAX, DEFAULT_LMIN, make_edges  # noqa: E402
 from training.evaluation.errors import EvaluationError  # noqa: E402
@@ -85,41 +85,31 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     output = args.output or str(Path("results") / "evaluation" / Path(args.model_dir).resolve().name)
-    try:
+
+    def evaluate() -> None:
         if args.bias_data is not None and not args.bias_test:
             raise EvaluationError("--bias-data needs --bias-test")
-        edges = make_edges(args.lmin, args.lmax, args.delta_l)
-        with stop_on_signals():
-            run_evaluation(
-                args.model_dir,
-                args.data,
-                output,
-                max_maps=args.max_maps,
-                batch_size=args.batch_size,
-                edges=edges,
-                map_index=args.map_index,
-                map_figure=args.map_figure,
-                pixel_arcmin=args.pixel_arcmin,
-                bias_test=args.bias_test,
-                bias_data=args.bias_data,
-                bias_nsims=args.bias_nsims,
-                bias_seed=args.bias_seed,
-                save_predictions=args.save_predictions,
-                overwrite=args.overwrite,
-            )
-    except (TrainingError, PipelineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a batch scheduler (stop_on_signals)
-        name, status = describe_interrupt(exc)
-        print(f"{name} received: stopped; each file written so far is complete, the rest were not written",
-              file=sys.stderr)
-        return status
-    return 0
+        run_evaluation(
+            args.model_dir,
+            args.data,
+            output,
+            max_maps=args.max_maps,
+            batch_size=args.batch_size,
+            edges=make_edges(args.lmin, args.lmax, args.delta_l),
+            map_index=args.map_index,
+            map_figure=args.map_figure,
+            pixel_arcmin=args.pixel_arcmin,
+            bias_test=args.bias_test,
+            bias_data=args.bias_data,
+            bias_nsims=args.bias_nsims,
+            bias_seed=args.bias_seed,
+            save_predictions=args.save_predictions,
+            overwrite=args.overwrite,
+        )
 
+    return run_command(evaluate, bad_input=(TrainingError, PipelineError),
+                       stopped="{signal} received: stopped; each file written so far is complete, the rest were not "
+                               "written")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,11 +25,12 @@ if __package__ in (None, ""):
     # the repository root instead of this folder, whose module names (config, data, …) would shadow others.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals  # noqa: E402
+from datapipe.interrupts import quiet_start  # noqa: E402
 
 if __name__ == "__main__":
     quiet_start("training/main.py")  # Ctrl-C during the imports below: one line, no traceback
 
+from datapipe.commandline import run_command  # noqa: E402
 from training.artifacts import check_output_folder, check_run_folder  # noqa: E402
 from training.config import TrainingError, load_config  # noqa: E402
 from training.runtime import configure_gpu_memory, load_keras  # noqa: E402
@@ -96,19 +97,9 @@ def describe_os_error(exc: OSError, output_dir: Path | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = parse_args(argv)
-    try:
-        with stop_on_signals():  # SIGTERM too, outside the training loop (whose handler saves a checkpoint)
-            return _run(args)
-    except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:
-        name, status = describe_interrupt(exc)
-        print(f"interrupted ({name}) before a checkpoint could be saved", file=sys.stderr)
-        return status
+    # SIGTERM too outside the training loop, whose own handler saves a checkpoint (and _run reports it).
+    return run_command(lambda: _run(args), bad_input=(TrainingError,), describe=describe_os_error,
+                       stopped="interrupted ({signal}) before a checkpoint could be saved")
 
 
 def _run(args: argparse.Namespace) -> int:

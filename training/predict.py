@@ -25,12 +25,12 @@ if __package__ in (None, ""):
     # Run as a script (`python training/predict.py`): import the package from the repository root, not this folder.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from datapipe.interrupts import describe_interrupt, quiet_start, stop_on_signals  # noqa: E402
+from datapipe.interrupts import quiet_start  # noqa: E402
 
 if __name__ == "__main__":
     quiet_start("training/predict.py")  # Ctrl-C during the imports below: one line, no traceback
 
-from datapipe.diskio import describe_os_error  # noqa: E402
+from datapipe.commandline import run_command  # noqa: E402
 from training.apply.tiling import DEFAULT_MIN_WEIGHT  # noqa: E402
 from training.config import TrainingError  # noqa: E402
 
@@ -121,21 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     from datapipe.errors import PipelineError
 
     args = parse_args(argv)
-    try:
-        with stop_on_signals():
-            run(args)
-    except (TrainingError, PipelineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {describe_os_error(exc)}; no output written", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM from a batch scheduler (stop_on_signals)
-        name, status = describe_interrupt(exc)
-        print(f"{name} received: stopped; no output written", file=sys.stderr)
-        return status
-    return 0
-
+    return run_command(lambda: run(args), bad_input=(TrainingError, PipelineError), write_failed="; no output written",
+                       stopped="{signal} received: stopped; no output written")
 
 if __name__ == "__main__":
     sys.exit(main())
